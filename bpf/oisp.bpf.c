@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * oisp-sensor kernel side: uprobes on OpenSSL's SSL_read/SSL_write (and _ex) that copy
+ * the plaintext into a ring buffer, plus BTF tracepoints for process exec and exit.
+ *
+ * Built CO-RE against a vmlinux.h generated from this machine's BTF
+ * (bpftool btf dump file /sys/kernel/btf/vmlinux format c); no kernel headers needed.
+ * Programs are attached by user space (capture/loader.py): the uprobe sections carry
+ * no target because the set of OpenSSL copies is only known at run time.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "oisp_records.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Sized by user space from the CPU count before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024);
+} oisp_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, OISP_CNT__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} oisp_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct oisp_config);
+} oisp_config SEC(".maps");
+
+/* Per-CPU scratch space: the BPF stack is 512 bytes, a chunk is 16 KiB. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct oisp_data_event);
+} oisp_scratch SEC(".maps");
+
+/* SSL_read data only exists at return: the entry probe stashes the arguments here. */
+struct ssl_call_args {
+	__u64 ssl;
+	__u64 buf;
+	__u64 size_ptr; /* size_t *readbytes / *written for the _ex variants, else 0 */
+	__u64 ts_ns;	/* entry time */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct ssl_call_args);
+} oisp_read_args SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ssl_call_args);
+} oisp_write_args SEC(".maps");
+
+/* Byte offset of each (process, connection, direction) stream, so user space can tell a
+ * gap (lost records, truncated calls) from a clean continuation. */
+struct stream_key {
+	__u64 conn_id;
+	__u32 pid;
+	__u32 direction;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct stream_key);
+	__type(value, __u64);
+} oisp_stream_offsets SEC(".maps");
+
+static __always_inline void count(__u32 which, __u64 delta)
+{
+	__u64 *slot = bpf_map_lookup_elem(&oisp_counters, &which);
+	if (slot)
+		*slot += delta;
+}
+
+static __always_inline struct oisp_config *oisp_cfg(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&oisp_config, &zero);
+}
+
+static __always_inline int is_self(__u32 pid)
+{
+	struct oisp_config *cfg = oisp_cfg();
+	return cfg && cfg->self_pid == pid;
+}
+
+/* Wake the consumer only when enough data waits: a wake-up per record costs the traced
+ * program 8-12 us; user space polls with a timeout, so nothing waits for long. */
+static __always_inline __u64 wakeup_flags(void)
+{
+	struct oisp_config *cfg = oisp_cfg();
+	__u64 threshold = cfg && cfg->wakeup_bytes ? cfg->wakeup_bytes : 262144;
+	if (bpf_ringbuf_query(&oisp_events, BPF_RB_AVAIL_DATA) >= threshold)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+struct chunk_ctx {
+	__u64 buf;
+	__u64 ssl;
+	__u64 ts_ns;
+	__u64 base_offset;
+	__u32 call_len;
+	__u32 copy_len;
+	__u32 pid;
+	__u32 tid;
+	__u32 uid;
+	__u32 direction;
+	__u16 flags;
+};
+
+static long emit_chunk(__u32 index, void *data)
+{
+	struct chunk_ctx *c = data;
+	__u32 zero = 0;
+	__u32 off = index * OISP_CHUNK_MAX;
+	if (off >= c->copy_len)
+		return 1; /* stop the loop */
+
+	struct oisp_data_event *ev = bpf_map_lookup_elem(&oisp_scratch, &zero);
+	if (!ev)
+		return 1;
+
+	__u64 n = (__u64)c->copy_len - off;
+	if (n > OISP_CHUNK_MAX)
+		n = OISP_CHUNK_MAX;
+
+	ev->hdr.kind = OISP_REC_DATA;
+	ev->hdr.flags = c->flags;
+	ev->hdr.pid = c->pid;
+	ev->hdr.tid = c->tid;
+	ev->hdr.uid = c->uid;
+	ev->hdr.ts_ns = c->ts_ns;
+	ev->hdr.conn_id = c->ssl;
+	ev->hdr.stream_offset = c->base_offset + off;
+	ev->hdr.call_len = c->call_len;
+	ev->hdr.direction = c->direction;
+	ev->hdr.source = OISP_SRC_OPENSSL;
+	bpf_get_current_comm(&ev->hdr.comm, sizeof(ev->hdr.comm));
+
+	/* The verifier needs n provably within the scratch buffer, checked on the very
+	 * register passed to the helper: the barrier stops clang from reusing a copy. */
+	barrier_var(n);
+	if (n > OISP_CHUNK_MAX)
+		return 1;
+	if (bpf_probe_read_user(ev->data, n, (const void *)(c->buf + off)) != 0) {
+		count(OISP_CNT_READ_ERRORS, 1);
+		n = 0; /* still send the header: user space learns of the gap from the offsets */
+	}
+	ev->hdr.len = n;
+
+	if (bpf_ringbuf_output(&oisp_events, ev, sizeof(ev->hdr) + n, wakeup_flags()) != 0) {
+		count(OISP_CNT_LOST_RECORDS, 1);
+		count(OISP_CNT_LOST_BYTES, n);
+		return 0;
+	}
+	count(OISP_CNT_DATA_RECORDS, 1);
+	count(OISP_CNT_DATA_BYTES, n);
+	return 0;
+}
+
+static __always_inline void emit_data(__u64 pid_tgid, __u64 ssl, __u64 buf, __u64 len, __u64 ts_ns,
+				      __u32 direction)
+{
+	if (len == 0 || len > 0x7fffffff)
+		return;
+
+	struct stream_key key = {.conn_id = ssl, .pid = pid_tgid >> 32, .direction = direction};
+	__u64 base = 0;
+	__u64 *offset = bpf_map_lookup_elem(&oisp_stream_offsets, &key);
+	if (offset)
+		base = *offset;
+	__u64 next = base + len;
+	bpf_map_update_elem(&oisp_stream_offsets, &key, &next, BPF_ANY);
+
+	struct chunk_ctx c = {
+		.buf = buf,
+		.ssl = ssl,
+		.ts_ns = ts_ns,
+		.base_offset = base,
+		.call_len = (__u32)len,
+		.copy_len = (__u32)len,
+		.pid = pid_tgid >> 32,
+		.tid = (__u32)pid_tgid,
+		.uid = (__u32)bpf_get_current_uid_gid(),
+		.direction = direction,
+	};
+	__u64 max_copy = (__u64)OISP_CHUNK_MAX * OISP_MAX_CHUNKS;
+	if (len > max_copy) {
+		c.copy_len = max_copy;
+		c.flags |= OISP_FLAG_TRUNCATED;
+		count(OISP_CNT_TRUNC_BYTES, len - max_copy);
+	}
+	bpf_loop(OISP_MAX_CHUNKS, emit_chunk, &c, 0);
+}
+
+static __always_inline int stash(void *map, __u64 ssl, __u64 buf, __u64 size_ptr)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (is_self(pid_tgid >> 32)) {
+		count(OISP_CNT_SELF_SKIPPED, 1);
+		return 0;
+	}
+	struct ssl_call_args args = {.ssl = ssl, .buf = buf, .size_ptr = size_ptr, .ts_ns = bpf_ktime_get_ns()};
+	bpf_map_update_elem(map, &pid_tgid, &args, BPF_ANY);
+	return 0;
+}
+
+/* At return: plain SSL_read/SSL_write return the byte count (<= 0 on failure or retry);
+ * the _ex variants return 1 on success and the byte count through the size pointer. */
+static __always_inline int finish(void *map, long ret, __u32 direction)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct ssl_call_args *args = bpf_map_lookup_elem(map, &pid_tgid);
+	if (!args) {
+		if (!is_self(pid_tgid >> 32))
+			count(OISP_CNT_STASH_MISSES, 1);
+		return 0;
+	}
+	struct ssl_call_args a = *args;
+	bpf_map_delete_elem(map, &pid_tgid);
+
+	__u64 len = 0;
+	if (a.size_ptr) {
+		if (ret != 1)
+			return 0;
+		if (bpf_probe_read_user(&len, sizeof(len), (const void *)a.size_ptr) != 0) {
+			count(OISP_CNT_READ_ERRORS, 1);
+			return 0;
+		}
+	} else {
+		if (ret <= 0)
+			return 0;
+		len = ret;
+	}
+	/* Writes are stamped when the call started (the request left), reads when the
+	 * data arrived (the call returned). */
+	__u64 ts = direction == OISP_DIR_WRITE ? a.ts_ns : bpf_ktime_get_ns();
+	emit_data(pid_tgid, a.ssl, a.buf, len, ts, direction);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(oisp_ssl_write_entry, void *ssl, const void *buf, int num)
+{
+	return stash(&oisp_write_args, (__u64)ssl, (__u64)buf, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(oisp_ssl_write_ex_entry, void *ssl, const void *buf, size_t num, size_t *written)
+{
+	return stash(&oisp_write_args, (__u64)ssl, (__u64)buf, (__u64)written);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(oisp_ssl_write_return, long ret)
+{
+	return finish(&oisp_write_args, ret, OISP_DIR_WRITE);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(oisp_ssl_read_entry, void *ssl, void *buf, int num)
+{
+	return stash(&oisp_read_args, (__u64)ssl, (__u64)buf, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(oisp_ssl_read_ex_entry, void *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	return stash(&oisp_read_args, (__u64)ssl, (__u64)buf, (__u64)readbytes);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(oisp_ssl_read_return, long ret)
+{
+	return finish(&oisp_read_args, ret, OISP_DIR_READ);
+}
+
+static __always_inline void emit_ctl(struct oisp_ctl_event *ev, __u64 flags)
+{
+	if (bpf_ringbuf_output(&oisp_events, ev, sizeof(*ev), flags) != 0)
+		count(OISP_CNT_CTL_LOST, 1);
+}
+
+/* SSL_free: the SSL* address is about to be reused by a later connection. */
+SEC("uprobe")
+int BPF_KPROBE(oisp_ssl_free, void *ssl)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
+	if (!ssl || is_self(pid))
+		return 0;
+	struct stream_key key = {.conn_id = (__u64)ssl, .pid = pid, .direction = OISP_DIR_WRITE};
+	/* Only connections that carried data are worth a record. */
+	int seen = bpf_map_delete_elem(&oisp_stream_offsets, &key) == 0;
+	key.direction = OISP_DIR_READ;
+	seen |= bpf_map_delete_elem(&oisp_stream_offsets, &key) == 0;
+	if (!seen)
+		return 0;
+	struct oisp_ctl_event ev = {
+		.kind = OISP_REC_CONN_CLOSE,
+		.pid = pid,
+		.tid = (__u32)pid_tgid,
+		.ts_ns = bpf_ktime_get_ns(),
+		.conn_id = (__u64)ssl,
+	};
+	emit_ctl(&ev, wakeup_flags());
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(oisp_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct oisp_ctl_event ev = {
+		.kind = OISP_REC_PROC_EXEC,
+		.pid = BPF_CORE_READ(p, tgid),
+		.tid = BPF_CORE_READ(p, pid),
+		.ppid = BPF_CORE_READ(p, real_parent, tgid),
+		.ts_ns = bpf_ktime_get_ns(),
+	};
+	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
+	/* Wake user space now: it reads /proc/PID while the new image is still alive,
+	 * which short-lived commands (curl) would otherwise outrun. */
+	emit_ctl(&ev, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(oisp_process_exit, struct task_struct *p)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+	if (BPF_CORE_READ(p, pid) != tgid)
+		return 0; /* a thread, not the process */
+	struct oisp_ctl_event ev = {
+		.kind = OISP_REC_PROC_EXIT,
+		.pid = tgid,
+		.tid = tgid,
+		.ts_ns = bpf_ktime_get_ns(),
+		.exit_code = BPF_CORE_READ(p, exit_code),
+	};
+	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
+	emit_ctl(&ev, wakeup_flags());
+	return 0;
+}

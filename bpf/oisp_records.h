@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one header that defines what the kernel side hands to user space.
+ *
+ * Every struct here has a ctypes mirror in src/oisp_sensor/capture/layout.py and a
+ * test (tests/unit/test_layout.py) compiles this header and checks that sizes and
+ * offsets match, so the two can never drift apart silently.
+ *
+ * All records start with the same 8-byte prefix (kind + flags + pid) so user space
+ * can dispatch on `kind` before it knows the record's type.
+ */
+#ifndef OISP_RECORDS_H
+#define OISP_RECORDS_H
+
+/* Payload bytes copied per data record. A per-CPU scratch value of 32 KiB or more
+ * fails with E2BIG, so larger TLS calls are split into several records. */
+#define OISP_CHUNK_MAX 16384
+/* How many chunks one TLS call may produce: calls larger than
+ * OISP_CHUNK_MAX * OISP_MAX_CHUNKS are cut, and the bytes not copied are counted. */
+#define OISP_MAX_CHUNKS 64
+#define OISP_COMM_LEN 16
+
+enum oisp_record_kind {
+	OISP_REC_DATA = 1,	 /* plaintext of one TLS call (or one chunk of it) */
+	OISP_REC_CONN_CLOSE = 2, /* SSL_free: the SSL* may be reused for a new connection */
+	OISP_REC_PROC_EXIT = 3,	 /* a thread group leader exited */
+	OISP_REC_PROC_EXEC = 4,	 /* execve succeeded: rescan the process for TLS libraries */
+};
+
+enum oisp_direction {
+	OISP_DIR_WRITE = 0, /* the process wrote it (SSL_write*) */
+	OISP_DIR_READ = 1,  /* the process read it (SSL_read*) */
+};
+
+enum oisp_data_source {
+	OISP_SRC_OPENSSL = 0,
+};
+
+/* Record flags. */
+#define OISP_FLAG_TRUNCATED 0x1 /* the call was longer than the kernel copies */
+
+/* Header of a data record; `len` payload bytes follow it directly in the ring buffer. */
+struct oisp_data_hdr {
+	__u16 kind;   /* OISP_REC_DATA */
+	__u16 flags;  /* OISP_FLAG_* */
+	__u32 pid;    /* thread group id */
+	__u32 tid;
+	__u32 uid;
+	__u64 ts_ns;  /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 conn_id; /* the SSL* address */
+	__u64 stream_offset; /* offset of this chunk in the (pid, conn_id, direction) stream */
+	__u32 call_len;	/* bytes the whole TLS call moved */
+	__u32 len;	/* payload bytes in this record */
+	__u8 direction; /* enum oisp_direction */
+	__u8 source;	/* enum oisp_data_source */
+	__u8 pad[6];
+	char comm[OISP_COMM_LEN];
+};
+
+/* What the kernel copies into the ring buffer for a data record. */
+struct oisp_data_event {
+	struct oisp_data_hdr hdr;
+	__u8 data[OISP_CHUNK_MAX];
+};
+
+/* Non-data records: connection closed, process exited, process exec'd. */
+struct oisp_ctl_event {
+	__u16 kind;
+	__u16 flags;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;	/* exec only */
+	__u64 ts_ns;
+	__u64 conn_id;	/* conn close only */
+	__s32 exit_code; /* exit only: the raw wait status (task->exit_code) */
+	__u32 pad;
+	char comm[OISP_COMM_LEN];
+};
+
+/* Kernel-side counters, one slot each in a per-CPU array (summed by user space). */
+enum oisp_counter {
+	OISP_CNT_DATA_RECORDS = 0,   /* data records written to the ring buffer */
+	OISP_CNT_DATA_BYTES = 1,     /* payload bytes written */
+	OISP_CNT_LOST_RECORDS = 2,   /* records dropped: ring buffer full */
+	OISP_CNT_LOST_BYTES = 3,     /* payload bytes in those records */
+	OISP_CNT_TRUNC_BYTES = 4,    /* bytes of calls larger than the kernel copies */
+	OISP_CNT_READ_ERRORS = 5,    /* bpf_probe_read_user failed (page not present) */
+	OISP_CNT_CTL_LOST = 6,	     /* control records dropped: ring buffer full */
+	OISP_CNT_STASH_MISSES = 7,   /* a return probe found no entry stash */
+	OISP_CNT_SELF_SKIPPED = 8,   /* calls of the sensor's own process, ignored */
+	OISP_CNT__MAX = 9,
+};
+
+/* Configuration that user space writes into the `oisp_config` array after load. */
+struct oisp_config {
+	__u32 self_pid;	  /* never capture this process (the sensor itself) */
+	__u32 wakeup_bytes; /* wake the consumer only once this much data is waiting */
+};
+
+#endif /* OISP_RECORDS_H */

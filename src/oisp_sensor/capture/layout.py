@@ -1,0 +1,87 @@
+"""ctypes mirror of bpf/oisp_records.h: the kernel/user record layout.
+
+tests/unit/test_layout.py compiles the header with the C compiler and checks every
+size and offset here against it, so a change on one side fails the tests.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+
+CHUNK_MAX = 16384
+MAX_CHUNKS = 64
+COMM_LEN = 16
+FLAG_TRUNCATED = 0x1
+
+
+class RecordKind(enum.IntEnum):
+    DATA = 1
+    CONN_CLOSE = 2
+    PROC_EXIT = 3
+    PROC_EXEC = 4
+
+
+class Counter(enum.IntEnum):
+    """Slots of the kernel's per-CPU `oisp_counters` array (enum oisp_counter)."""
+
+    DATA_RECORDS = 0
+    DATA_BYTES = 1
+    LOST_RECORDS = 2
+    LOST_BYTES = 3
+    TRUNC_BYTES = 4
+    READ_ERRORS = 5
+    CTL_LOST = 6
+    STASH_MISSES = 7
+    SELF_SKIPPED = 8
+
+
+COUNTER_SLOTS = 9
+
+
+class DataHdr(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("ts_ns", ctypes.c_uint64),
+        ("conn_id", ctypes.c_uint64),
+        ("stream_offset", ctypes.c_uint64),
+        ("call_len", ctypes.c_uint32),
+        ("len", ctypes.c_uint32),
+        ("direction", ctypes.c_uint8),
+        ("source", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 6),
+        ("comm", ctypes.c_char * COMM_LEN),
+    ]
+
+
+class CtlEvent(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("ppid", ctypes.c_uint32),
+        ("ts_ns", ctypes.c_uint64),
+        ("conn_id", ctypes.c_uint64),
+        ("exit_code", ctypes.c_int32),
+        ("pad", ctypes.c_uint32),
+        ("comm", ctypes.c_char * COMM_LEN),
+    ]
+
+
+class Config(ctypes.Structure):
+    _fields_ = [
+        ("self_pid", ctypes.c_uint32),
+        ("wakeup_bytes", ctypes.c_uint32),
+    ]
+
+
+DATA_HDR_SIZE = ctypes.sizeof(DataHdr)
+CTL_EVENT_SIZE = ctypes.sizeof(CtlEvent)
+
+# Structs checked against the C header by the layout test: (C name, ctypes class).
+MIRRORED = [("oisp_data_hdr", DataHdr), ("oisp_ctl_event", CtlEvent), ("oisp_config", Config)]

@@ -1,0 +1,78 @@
+"""Plain data types for what the kernel reports, as seen by everything after capture.
+
+These are the only types the decode stage knows about capture: a saved raw capture
+replays into the same objects, so decoders never depend on the kernel being there.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Direction(enum.IntEnum):
+    """Which way plaintext moved, from the point of view of the process that made the call."""
+
+    WRITE = 0  # the process wrote it (SSL_write / send): it leaves the process
+    READ = 1  # the process read it (SSL_read / recv): it arrives at the process
+
+
+class Source(enum.IntEnum):
+    """Which hook produced a data record."""
+
+    OPENSSL = 0
+    SOCKET = 1
+
+
+@dataclass(slots=True)
+class DataRecord:
+    """One chunk of plaintext from one TLS (or socket) call.
+
+    A call larger than the kernel's chunk size arrives as several records with
+    consecutive ``stream_offset`` values. ``stream_offset`` counts the bytes of this
+    connection and direction since the connection was first seen, so a jump means
+    bytes were lost (ring buffer full, or a call larger than the kernel copies).
+    """
+
+    pid: int
+    tid: int
+    uid: int
+    ts_ns: int  # CLOCK_MONOTONIC nanoseconds (convert with the capture's clock offset)
+    conn_id: int  # the SSL* address (or socket cookie); unique only together with pid
+    direction: Direction
+    stream_offset: int
+    data: bytes
+    comm: str = ""
+    source: Source = Source.OPENSSL
+
+
+@dataclass(slots=True)
+class ConnCloseRecord:
+    """The connection behind (pid, conn_id) is gone (SSL_free, close): never merge what follows."""
+
+    pid: int
+    tid: int
+    ts_ns: int
+    conn_id: int
+
+
+@dataclass(slots=True)
+class ProcessExitRecord:
+    """A whole process (thread group) exited: all its connections are closed."""
+
+    pid: int
+    ts_ns: int
+    exit_code: int = 0
+
+
+@dataclass(slots=True)
+class ExecRecord:
+    """A process called execve: its image changed (capture rescans it for TLS libraries)."""
+
+    pid: int
+    ppid: int
+    ts_ns: int
+    comm: str = ""
+
+
+RawRecord = DataRecord | ConnCloseRecord | ProcessExitRecord | ExecRecord

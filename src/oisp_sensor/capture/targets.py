@@ -1,0 +1,186 @@
+"""Find the OpenSSL copies to probe: shared libssl files and executables that export
+the SSL_* functions (Node links OpenSSL statically and exports them).
+
+Targets are deduplicated by (device, inode): the same file seen through different paths
+(symlinks, /proc/PID/root of another mount namespace) is probed once.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+# Functions with a probe; SSL_write is what decides that a file is an OpenSSL.
+SSL_FUNCTIONS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "SSL_free")
+LIB_DIRS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib/x86_64-linux-gnu",
+            "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu")  # fmt: skip
+# Runtimes known to carry a static OpenSSL with exported symbols, looked up on PATH at start.
+RUNTIME_NAMES = ("node", "nodejs")
+
+
+@dataclass(slots=True)
+class Target:
+    """One file to attach uprobes to."""
+
+    path: str  # a path that opens the file from the sensor's mount namespace
+    dev: int
+    inode: int
+    kind: str  # "library" | "executable"
+    functions: tuple[str, ...]  # which of SSL_FUNCTIONS it exports
+    found_by: str = ""  # "system", "maps:PID", "exec:PID", "path"
+
+
+@dataclass
+class TargetScanner:
+    """Remembers which files were examined, so rescans only look at what is new."""
+
+    examined: dict[tuple[int, int], Target | None] = field(default_factory=dict)
+    errors: int = 0
+
+    def examine(self, path: str, found_by: str) -> Target | None:
+        """Return a new Target for `path` if it exports SSL_write and was not seen before."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        key = (st.st_dev, st.st_ino)
+        if key in self.examined:
+            return None
+        functions = exported_ssl_functions(path)
+        if functions is None:
+            self.errors += 1
+        target = None
+        if functions and "SSL_write" in functions and "SSL_read" in functions:
+            kind = "library" if ".so" in os.path.basename(path) else "executable"
+            target = Target(path, st.st_dev, st.st_ino, kind, functions, found_by)
+        self.examined[key] = target
+        return target
+
+    def system_libraries(self) -> list[Target]:
+        """libssl from the loader cache and the usual directories."""
+        found = []
+        for path in _system_libssl_paths():
+            target = self.examine(path, "system")
+            if target:
+                found.append(target)
+        return found
+
+    def runtimes_on_path(self) -> list[Target]:
+        found = []
+        for directory in os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":"):
+            for name in RUNTIME_NAMES:
+                path = os.path.join(directory, name)
+                if os.path.isfile(path):
+                    target = self.examine(os.path.realpath(path), "path")
+                    if target:
+                        found.append(target)
+        return found
+
+    def process(self, pid: int, found_by: str) -> list[Target]:
+        """The executable of one process and every libssl it has mapped."""
+        found = []
+        root = f"/proc/{pid}/root"
+        for path in _process_candidates(pid):
+            # Paths in /proc/PID/maps are in the process's mount namespace.
+            target = self.examine(root + path if os.path.exists(root) else path, found_by)
+            if target:
+                found.append(target)
+        return found
+
+    def all_processes(self, skip_pids: Iterable[int] = ()) -> list[Target]:
+        skip = set(skip_pids)
+        found = []
+        for pid in _pids():
+            if pid not in skip:
+                found.extend(self.process(pid, f"maps:{pid}"))
+        return found
+
+
+def exported_ssl_functions(path: str) -> tuple[str, ...] | None:
+    """Which SSL_* probe functions the ELF file defines in its dynamic symbol table.
+
+    None when the file is not a readable ELF. Static (.symtab) symbols are not used:
+    stripped binaries lack them and exported symbols are what libbpf resolves.
+    """
+    wanted = set(SSL_FUNCTIONS)
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                return ()
+            f.seek(0)
+            elf = ELFFile(f)
+            # The hash tables answer a lookup without walking every symbol (Node exports
+            # tens of thousands: a full walk takes over a second).
+            table = elf.get_section_by_name(".gnu.hash") or elf.get_section_by_name(".hash")
+            if table is not None and hasattr(table, "get_symbol"):
+                lookup = table.get_symbol
+            else:
+                section = elf.get_section_by_name(".dynsym")
+                if not isinstance(section, SymbolTableSection):
+                    return ()
+                by_name = {sym.name: sym for sym in section.iter_symbols() if sym.name in wanted}
+                lookup = by_name.get
+            found = []
+            for name in SSL_FUNCTIONS:
+                sym = lookup(name)
+                if sym is not None and sym["st_shndx"] != "SHN_UNDEF" and sym["st_info"]["type"] == "STT_FUNC":
+                    found.append(name)
+            return tuple(found)
+    except (OSError, ELFError, ValueError):
+        return None
+
+
+def _system_libssl_paths() -> Iterator[str]:
+    seen: set[str] = set()
+    try:
+        out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    for line in out.splitlines():
+        if "libssl.so" in line and "=>" in line:
+            path = line.split("=>", 1)[1].strip()
+            if path not in seen:
+                seen.add(path)
+                yield path
+    for directory in LIB_DIRS:
+        for path in glob.glob(os.path.join(directory, "libssl.so*")):
+            if path not in seen and not path.endswith(".a"):
+                seen.add(path)
+                yield path
+
+
+def _process_candidates(pid: int) -> Iterator[str]:
+    """The exe path and mapped libssl paths of a process (in its own mount namespace)."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        exe = ""
+    if exe and not exe.endswith(" (deleted)"):
+        yield exe
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            maps = f.read()
+    except OSError:
+        return
+    if b"libssl" not in maps:
+        return
+    seen = set()
+    for line in maps.split(b"\n"):
+        if b"libssl" in line:
+            path = line.split(None, 5)[-1].decode("utf-8", "replace")
+            if path.startswith("/") and path not in seen and not path.endswith(" (deleted)"):
+                seen.add(path)
+                yield path
+
+
+def _pids() -> Iterator[int]:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            yield int(entry)

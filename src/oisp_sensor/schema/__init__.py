@@ -1,0 +1,1 @@
+"""The one place where OISP event types and their envelope are defined."""
