@@ -1,0 +1,372 @@
+"""Command line: thin. Parses flags into the config and calls the pipeline.
+
+Every failure a user can cause (not root, no BTF, bad config, unwritable output) ends
+in one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import orjson
+
+from . import __version__
+from .config import ConfigError, SensorConfig, load_config, unavailable_exporters
+
+PROG = "oisp-sensor"
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def _err(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _add_record_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", metavar="PATH", help="write events as JSONL to PATH")
+    p.add_argument("-c", "--config", metavar="PATH", help="TOML config file")
+    p.add_argument("--no-ui", action="store_true", help="no live view on the terminal (for CI)")
+    p.add_argument("--redaction", choices=["safe", "full", "minimal"], help="redaction mode (default: safe)")
+    p.add_argument("--append", dest="append", action="store_true", default=None, help="append to the output")
+    p.add_argument("--truncate", dest="append", action="store_false", help="truncate the output at start")
+    p.add_argument("--ssl-path", action="append", default=[], metavar="FILE",
+                   help="also probe this libssl or executable (repeatable)")  # fmt: skip
+    p.add_argument("--server-side", action="store_true", help="also report exchanges seen by local servers")
+    p.add_argument("--status-file", metavar="PATH", help="where to publish live counters (for `status`)")
+    p.add_argument("--save-raw", metavar="PATH", help="also save the raw kernel records (replay with decode-raw)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Zero-instrumentation observability for AI traffic.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    rec = sub.add_parser("record", help="capture AI activity until SIGINT/SIGTERM")
+    _add_record_options(rec)
+
+    run = sub.add_parser("run", help="capture while running a command: oisp-sensor run [options] -- CMD ARGS...")
+    _add_record_options(run)
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
+
+    sub.add_parser("check", help="can this machine capture? (exit 0 if ready)")
+
+    dec = sub.add_parser("decode-raw", help="decode a raw capture (from --save-raw) into events, no kernel needed")
+    dec.add_argument("input", metavar="RAWFILE")
+    dec.add_argument("-o", "--output", metavar="PATH", required=True, help="JSONL output")
+    dec.add_argument("-c", "--config", metavar="PATH", help="TOML config file")
+    dec.add_argument("--redaction", choices=["safe", "full", "minimal"], help="redaction mode (default: safe)")
+
+    status = sub.add_parser("status", help="counters of the running sensor(s)")
+    status.add_argument("--json", action="store_true", help="print the raw status JSON")
+    status.add_argument("--status-file", metavar="PATH", help="status file of a specific sensor")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    over: dict[str, Any] = {}
+    if args.output:
+        over.setdefault("export", {})["jsonl"] = {"enabled": True, "path": args.output}
+        if args.append is not None:
+            over["export"]["jsonl"]["append"] = args.append
+    elif args.append is not None:
+        over.setdefault("export", {})["jsonl"] = {"append": args.append}
+    if args.redaction:
+        over["redaction"] = {"mode": args.redaction}
+    capture: dict[str, Any] = {}
+    if args.ssl_path:
+        capture["ssl_paths"] = args.ssl_path
+    if args.server_side:
+        capture["server_side"] = True
+    if capture:
+        over["capture"] = capture
+    return over
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
+
+
+class _ConsoleView:
+    """One line per AI response on stdout: the live view until the terminal UI exists."""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("event_type") != "ai.response":
+            return
+        data = event.get("data", {})
+        usage = data.get("usage") or {}
+        proc = event.get("process", {})
+        line = (
+            f"{event['timestamp'][11:23]} {proc.get('name', '?')}[{proc.get('pid', '?')}] "
+            f"{data.get('provider', {}).get('id', '?')} {data.get('model', {}).get('id', '?')} "
+            f"status={data.get('status_code', '?')} latency={data.get('latency_ms', '?')}ms "
+            f"tokens={usage.get('total_tokens', '-')}"
+        )
+        print(line, flush=True)
+
+
+def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: bool) -> Any:
+    """Build and start capture + pipeline + exporters. Exits with a message on failure."""
+    from .capture.loader import CaptureError, CaptureOptions, KernelCapture
+    from .export.base import ExporterError
+    from .export.jsonl import JsonlExporter
+    from .pipeline import STATUS_DIR, Pipeline, Sensor
+
+    if os.geteuid() != 0:
+        _err("capture needs root (eBPF uprobes): run it with sudo")
+        sys.exit(EXIT_FAILURE)
+    for name in unavailable_exporters(config):
+        _err(f"warning: [export.{name}] is enabled but this version has no {name} exporter yet; ignored")
+    if config.redaction.mode == "full":
+        _err("warning: redaction mode is `full`: prompts, responses and personal data are exported as captured")
+    exporters = []
+    if config.export.jsonl.enabled:
+        exporters.append(JsonlExporter(config.export.jsonl))
+    if not exporters:
+        _err("no exporter enabled: give --output PATH or enable one in the config")
+        sys.exit(EXIT_USAGE)
+    on_event = _ConsoleView() if interactive else None
+    pipeline = Pipeline(config, exporters, on_event=on_event)
+    cap = config.capture
+    options = CaptureOptions(
+        ring_per_cpu_mb=cap.ring_buffer_mb_per_cpu,
+        wakeup_bytes=cap.wakeup_kb * 1024,
+        poll_timeout_ms=cap.poll_interval_ms,
+        extra_targets=list(cap.ssl_paths),
+        ssl=cap.ssl,
+    )
+    status_path = args.status_file or os.path.join(STATUS_DIR, f"{os.getpid()}.json")
+    sensor: Sensor | None = None
+    capture = KernelCapture(options, on_batch=lambda b: sensor.submit_batch(b) if sensor else None,
+                            on_exec=pipeline.processes.snapshot)  # fmt: skip
+    sensor = Sensor(pipeline, capture, status_path=status_path)
+    if args.save_raw:
+        pipeline.raw_writer = _open_raw_writer(args.save_raw, pipeline)
+    try:
+        sensor.start()
+    except (CaptureError, ExporterError) as exc:
+        _err(str(exc))
+        for exporter in exporters:
+            exporter.close(1.0)
+        sys.exit(EXIT_FAILURE)
+    summary = capture.probe_summary()
+    outputs = ", ".join(
+        f"{e.name}:{getattr(e, 'path', '')}" if getattr(e, "path", "") else e.name for e in exporters
+    )
+    if not args.quiet:
+        _err(
+            f"capture attached: {len(summary['targets'])} OpenSSL targets, {summary['probes']} probes; "
+            f"redaction={config.redaction.mode}; events -> {outputs}"
+        )
+    return sensor
+
+
+def _open_raw_writer(path: str, pipeline: Any) -> Any:
+    from .capture.rawfile import RawWriter
+
+    try:
+        f = open(path, "wb")  # noqa: SIM115 - closed by the process exit after the final flush
+    except OSError as exc:
+        _err(f"cannot write raw capture to {path}: {exc.strerror}")
+        sys.exit(EXIT_FAILURE)
+    return RawWriter(f, {"clock_offset_ns": pipeline.clock.offset_ns, "version": __version__,
+                         "host": pipeline.host})  # fmt: skip
+
+
+def _summary_line(stats: dict[str, Any]) -> str:
+    by_type = stats.get("events_by_type", {})
+    kernel = stats.get("kernel", {})
+    types = ", ".join(f"{n} {t}" for t, n in sorted(by_type.items())) or "none"
+    lost = kernel.get("lost_records", 0) + kernel.get("ctl_lost", 0)
+    line = (
+        f"stopped: {sum(by_type.values())} events ({types}); kernel: {kernel.get('data_records', 0)} records, "
+        f"{lost} lost, {kernel.get('trunc_bytes', 0)} bytes truncated"
+    )
+    for name, exp in stats.get("exporters", {}).items():
+        if exp.get("events_dropped") or exp.get("errors"):
+            line += f"; {name}: {exp['events_dropped']} dropped, {exp['errors']} errors ({exp.get('last_error')})"
+    return line
+
+
+def _load(args: argparse.Namespace) -> SensorConfig:
+    try:
+        config, _path = load_config(args.config, _overrides(args))
+    except ConfigError as exc:
+        _err(f"config error: {exc}")
+        sys.exit(EXIT_USAGE)
+    return config
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    _setup_logging(args)
+    config = _load(args)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    interactive = not args.no_ui and sys.stdout.isatty()
+    sensor = _start_sensor(args, config, interactive)
+    while not stop.wait(0.5):
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    stats = sensor.stop()
+    if not args.quiet:
+        _err(_summary_line(stats))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    if not cmd:
+        _err("run needs a command: oisp-sensor run [options] -- CMD ARGS...")
+        return EXIT_USAGE
+    _setup_logging(args)
+    config = _load(args)
+    sensor = _start_sensor(args, config, interactive=False)
+    try:
+        child = subprocess.Popen(cmd)
+    except OSError as exc:
+        _err(f"cannot run {cmd[0]}: {exc.strerror}")
+        sensor.stop()
+        return 127
+    # Signals go to the command; the sensor stops once it has exited.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _f: child.send_signal(signum))
+    code = child.wait()
+    stats = sensor.stop()
+    if not args.quiet:
+        _err(_summary_line(stats))
+    return code if code >= 0 else 128 - code
+
+
+def cmd_decode_raw(args: argparse.Namespace) -> int:
+    from .capture.rawfile import RawFileError, read_raw
+    from .export.base import ExporterError
+    from .export.jsonl import JsonlExporter
+    from .pipeline import Pipeline
+    from .schema.envelope import Clock
+
+    args.ssl_path, args.server_side, args.append = [], False, None
+    config = _load(args)
+    try:
+        f = open(args.input, "rb")  # noqa: SIM115
+    except OSError as exc:
+        _err(f"cannot read {args.input}: {exc.strerror}")
+        return EXIT_FAILURE
+    with f:
+        try:
+            metadata, records = read_raw(f)
+        except RawFileError as exc:
+            _err(f"{args.input}: {exc}")
+            return EXIT_FAILURE
+        exporter = JsonlExporter(config.export.jsonl)
+        pipeline = Pipeline(config, [exporter], clock=Clock(metadata.get("clock_offset_ns")))
+        try:
+            exporter.start()
+        except ExporterError as exc:
+            _err(str(exc))
+            return EXIT_FAILURE
+        batch: list[bytes] = []
+        try:
+            for rec in records:
+                batch.append(rec)
+                if len(batch) >= 1024:
+                    pipeline.process_raw(batch)
+                    batch = []
+        except RawFileError as exc:
+            _err(f"{args.input}: {exc} (decoded what came before)")
+        pipeline.process_raw(batch)
+        pipeline.finish()
+        exporter.close(30.0)
+    stats = pipeline.stats()
+    _err(_summary_line(stats))
+    return 0
+
+
+def cmd_check(_args: argparse.Namespace) -> int:
+    from .check import format_results, run_checks
+
+    text, ready = format_results(run_checks())
+    print(text)
+    return 0 if ready else EXIT_FAILURE
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .pipeline import STATUS_DIR
+
+    paths = [args.status_file] if args.status_file else sorted(glob.glob(os.path.join(STATUS_DIR, "*.json")))
+    found = 0
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                stats = orjson.loads(f.read())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        pid = stats.get("sensor", {}).get("pid", 0)
+        if pid and not os.path.exists(f"/proc/{pid}"):
+            continue  # a sensor that died without cleaning up
+        found += 1
+        if args.json:
+            print(orjson.dumps(stats).decode())
+            continue
+        print(_status_text(stats, path))
+    if not found:
+        _err("no running sensor found" + (f" at {args.status_file}" if args.status_file else f" in {STATUS_DIR}"))
+        return EXIT_FAILURE
+    return 0
+
+
+def _status_text(stats: dict[str, Any], path: str) -> str:
+    sensor, kernel, capture = stats.get("sensor", {}), stats.get("kernel", {}), stats.get("capture", {})
+    lines = [
+        f"sensor pid {sensor.get('pid')} (v{sensor.get('version')}), up {sensor.get('uptime_s', 0):.0f}s  [{path}]",
+        f"  probes: {capture.get('probes', 0)} on {len(capture.get('targets', []))} OpenSSL targets"
+        + (f", {len(capture['failed'])} failed" if capture.get("failed") else ""),
+        f"  kernel: {kernel.get('data_records', 0)} records ({kernel.get('data_bytes', 0)} bytes), "
+        f"lost {kernel.get('lost_records', 0)} records / {kernel.get('lost_bytes', 0)} bytes, "
+        f"truncated {kernel.get('trunc_bytes', 0)} bytes, control records lost {kernel.get('ctl_lost', 0)}",
+        "  events: " + (", ".join(f"{t}={n}" for t, n in sorted(stats.get("events_by_type", {}).items())) or "none"),
+    ]
+    for name, exp in stats.get("exporters", {}).items():
+        lines.append(
+            f"  export {name}: {exp.get('status')}, exported {exp.get('events_exported')}, "
+            f"dropped {exp.get('events_dropped')}, queue {exp.get('queue_depth')}"
+            + (f", last error: {exp['last_error']}" if exp.get("last_error") else "")
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {
+        "record": cmd_record,
+        "run": cmd_run,
+        "check": cmd_check,
+        "status": cmd_status,
+        "decode-raw": cmd_decode_raw,
+    }
+    if args.command not in handlers:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,1 @@
+"""Context for events: host, actor (user) and process, from cached /proc lookups."""

@@ -1,0 +1,151 @@
+"""Process and actor context from /proc, cached per pid and kept after the process exits.
+
+Short-lived processes (curl) are gone before their records are decoded, so the capture
+thread snapshots a process as soon as the kernel reports its exec (`snapshot`), and the
+cache keeps the entry after exit so late events are still attributed.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class ProcessInfo:
+    pid: int
+    ppid: int = 0
+    name: str = ""
+    exe: str = ""
+    cmdline: list[str] = field(default_factory=list)
+    cwd: str = ""
+    uid: int = -1
+    gid: int = -1
+    start_ticks: int = 0  # field 22 of /proc/PID/stat: tells a reused pid apart
+    login_uid: int = -1
+    session_id: int = -1  # audit session id
+    complete: bool = False  # False when /proc was already gone
+
+    def process_context(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "ppid": self.ppid,
+            "name": self.name,
+            "exe": self.exe,
+            "cmdline": self.cmdline,
+            "cwd": self.cwd,
+        }
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def read_process(pid: int) -> ProcessInfo:
+    """Everything /proc tells about `pid` right now (fields left empty if it is gone)."""
+    info = ProcessInfo(pid=pid)
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return info
+    # comm may contain spaces and parentheses: split at the last ')'.
+    close = stat.rfind(b")")
+    info.name = stat[stat.find(b"(") + 1 : close].decode("utf-8", "replace")
+    rest = stat[close + 2 :].split()
+    if len(rest) > 19:
+        info.ppid = int(rest[1])
+        info.start_ticks = int(rest[19])
+    info.exe = _readlink(f"/proc/{pid}/exe")
+    info.cwd = _readlink(f"/proc/{pid}/cwd")
+    cmdline = _read(f"/proc/{pid}/cmdline") or b""
+    info.cmdline = [a.decode("utf-8", "replace") for a in cmdline.rstrip(b"\0").split(b"\0")] if cmdline else []
+    status = _read(f"/proc/{pid}/status") or b""
+    for line in status.split(b"\n"):
+        if line.startswith(b"Uid:"):
+            info.uid = int(line.split()[1])
+        elif line.startswith(b"Gid:"):
+            info.gid = int(line.split()[1])
+            break
+    for attr, name in (("login_uid", "loginuid"), ("session_id", "sessionid")):
+        raw = _read(f"/proc/{pid}/{name}")
+        if raw:
+            value = int(raw.strip())
+            setattr(info, attr, -1 if value == 4294967295 else value)
+    info.complete = bool(info.exe or info.cmdline)
+    return info
+
+
+class ProcessCache:
+    """Thread-safe LRU of ProcessInfo by pid (the capture thread writes at exec)."""
+
+    def __init__(self, capacity: int = 16384) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[int, ProcessInfo] = OrderedDict()
+        self._lock = threading.Lock()
+        self._users: dict[int, str] = {}
+
+    def snapshot(self, pid: int) -> ProcessInfo:
+        """Read /proc now and store the result (replacing an older image of the pid)."""
+        info = read_process(pid)
+        if info.complete or pid not in self._entries:
+            self._store(info)
+        return info
+
+    def get(self, pid: int, comm: str = "") -> ProcessInfo:
+        with self._lock:
+            info = self._entries.get(pid)
+            if info is not None:
+                self._entries.move_to_end(pid)
+                return info
+        info = read_process(pid)
+        if not info.name:
+            info.name = comm
+        self._store(info)
+        return info
+
+    def forget(self, pid: int) -> None:
+        with self._lock:
+            self._entries.pop(pid, None)
+
+    def _store(self, info: ProcessInfo) -> None:
+        with self._lock:
+            self._entries[info.pid] = info
+            self._entries.move_to_end(info.pid)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def username(self, uid: int) -> str:
+        if uid < 0:
+            return ""
+        name = self._users.get(uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = str(uid)
+            self._users[uid] = name
+        return name
+
+    def actor_context(self, info: ProcessInfo, uid: int) -> dict[str, Any]:
+        uid = info.uid if info.uid >= 0 else uid
+        actor: dict[str, Any] = {"uid": uid, "username": self.username(uid), "gid": info.gid}
+        if info.session_id >= 0:
+            actor["session_id"] = str(info.session_id)
+        if info.login_uid >= 0:
+            actor["login_uid"] = info.login_uid
+            actor["login_username"] = self.username(info.login_uid)
+        return actor

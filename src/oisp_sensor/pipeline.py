@@ -1,0 +1,261 @@
+"""Wires capture -> decode -> enrich -> redact -> export, and owns shutdown and counters.
+
+Threads: the capture poll thread only copies ring-buffer records into batches; the
+pipeline thread decodes them; each exporter has its own worker. Shutdown order matters:
+drain the ring buffer, finish pending exchanges, then flush every exporter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+
+from . import __version__
+from .capture.parse import MalformedRecord, parse_record
+from .capture.rawfile import RawWriter
+from .capture.records import DataRecord, ExecRecord, ProcessExitRecord
+from .config import SensorConfig
+from .decode.ai_events import AiEventBuilder
+from .decode.connection import ConnectionTracker
+from .decode.providers.registry import ProviderRegistry
+from .enrich.host import host_context
+from .enrich.process import ProcessCache
+from .export.base import Exporter
+from .redact import Redactor
+from .schema.envelope import Clock, envelope
+from .schema.events import SensorEvent
+
+log = logging.getLogger(__name__)
+
+STATUS_DIR = "/run/oisp-sensor"
+
+
+class Pipeline:
+    """Everything after capture, usable without the kernel (replay, tests, benchmarks)."""
+
+    def __init__(
+        self,
+        config: SensorConfig,
+        exporters: list[Exporter],
+        clock: Clock | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.exporters = exporters
+        self.clock = clock or Clock()
+        self.on_event = on_event
+        self.host = host_context()
+        self.processes = ProcessCache()
+        registry = ProviderRegistry.default()
+        for host, provider_id in config.providers.extra_hosts.items():
+            registry.add_host(host, provider_id)
+        self.tracker = ConnectionTracker(
+            max_body_bytes=config.capture.max_body_mb * 1024 * 1024,
+            report_server_side=config.capture.server_side,
+        )
+        self.builder = AiEventBuilder(registry, self.clock.new_event_id)
+        self.redactor = Redactor(config.redaction.mode)
+        self.idle_ns = int(config.capture.idle_timeout_s * 1e9)
+        self.counts: dict[str, int] = {"records": 0, "malformed_records": 0, "events": 0, "errors": 0}
+        self.events_by_type: dict[str, int] = {}
+        self._last_expire = 0
+        self._latest_ts = 0
+        self._seen_pids: set[int] = set()  # pids whose /proc context is cached
+        self.raw_writer: RawWriter | None = None  # --save-raw: keep the records as captured
+
+    # ---- per record -----------------------------------------------------------------
+
+    def process_raw(self, buffers: list[bytes]) -> None:
+        if self.raw_writer is not None:
+            try:
+                self.raw_writer.write(buffers)
+            except OSError as exc:
+                log.error("cannot save raw records any more: %s", exc.strerror)
+                self.raw_writer = None
+        for buf in buffers:
+            self.counts["records"] += 1
+            try:
+                record = parse_record(buf)
+            except MalformedRecord:
+                self.counts["malformed_records"] += 1
+                continue
+            self.process_record(record)
+
+    def process_record(self, record: Any) -> None:
+        if isinstance(record, ExecRecord):
+            return  # the capture thread already took the /proc snapshot
+        ts = record.ts_ns
+        if ts > self._latest_ts:
+            self._latest_ts = ts
+        if isinstance(record, DataRecord) and record.pid not in self._seen_pids:
+            self._first_sight(record)
+        try:
+            outputs = self.tracker.feed(record)
+            for output in outputs:
+                for event in self.builder.process(output):
+                    self.emit(event)
+        except Exception:  # a decoder bug must cost one exchange, not the sensor
+            self.counts["errors"] += 1
+            log.exception("internal error while decoding a record")
+        if isinstance(record, ProcessExitRecord):
+            self._seen_pids.discard(record.pid)
+
+    def _first_sight(self, record: DataRecord) -> None:
+        self._seen_pids.add(record.pid)
+        self.processes.get(record.pid, record.comm)
+
+    def expire_idle(self) -> None:
+        """Finish exchanges on connections idle for longer than the configured timeout."""
+        if not self._latest_ts:
+            return
+        now = time.monotonic_ns()
+        if now - self._last_expire < 1_000_000_000:
+            return
+        self._last_expire = now
+        for output in self.tracker.expire_idle(now, self.idle_ns):
+            for event in self.builder.process(output):
+                self.emit(event)
+
+    def finish(self) -> None:
+        """Shutdown: every pending exchange is emitted (marked incomplete where it is)."""
+        for output in self.tracker.flush(time.monotonic_ns()):
+            for event in self.builder.process(output):
+                self.emit(event)
+
+    # ---- events ---------------------------------------------------------------------
+
+    def emit(self, event: SensorEvent) -> None:
+        info = self.processes.get(event.pid, event.comm)
+        process = info.process_context()
+        if event.tid and event.tid != event.pid:
+            process["tid"] = event.tid
+        final = envelope(
+            event,
+            self.clock,
+            host=self.host,
+            actor=self.processes.actor_context(info, event.uid),
+            process=process,
+        )
+        final = self.redactor.apply(final)
+        self.counts["events"] += 1
+        self.events_by_type[event.event_type] = self.events_by_type.get(event.event_type, 0) + 1
+        for exporter in self.exporters:
+            exporter.submit(final)
+        if self.on_event:
+            self.on_event(final)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "pipeline": dict(self.counts),
+            "events_by_type": dict(self.events_by_type),
+            "decode": self.tracker.counters.as_dict(),
+            "ai": asdict(self.builder.counters),
+            "redaction": {
+                "mode": self.redactor.mode,
+                "events_redacted": self.redactor.events_redacted,
+                "items_redacted": self.redactor.items_redacted,
+            },
+            "exporters": {e.name: e.stats().as_dict() for e in self.exporters},
+        }
+
+
+class Sensor:
+    """A running sensor: kernel capture feeding a Pipeline in its own thread."""
+
+    def __init__(self, pipeline: Pipeline, capture: Any, status_path: str | None = None) -> None:
+        self.pipeline = pipeline
+        self.capture = capture
+        self.batches: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self.status_path = status_path
+        self.started_at = time.time()
+        self._thread: threading.Thread | None = None
+        self._status_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def submit_batch(self, batch: list[bytes]) -> None:
+        self.batches.put(batch)
+
+    def start(self) -> None:
+        for exporter in self.pipeline.exporters:
+            exporter.start()
+        self._thread = threading.Thread(target=self._run, name="oisp-pipeline", daemon=True)
+        self._thread.start()
+        self.capture.start()
+        if self.status_path:
+            self._status_thread = threading.Thread(target=self._status_loop, name="oisp-status", daemon=True)
+            self._status_thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                batch = self.batches.get(timeout=0.5)
+            except queue.Empty:
+                batch = []
+            if batch is None:
+                break
+            if batch:
+                self.pipeline.process_raw(batch)
+            self.pipeline.expire_idle()
+
+    def stop(self, flush_timeout: float = 10.0) -> dict[str, Any]:
+        """Drain the kernel, finish exchanges, flush exporters; returns the final stats."""
+        self._stopping.set()
+        self.capture.stop()  # hands the last records to submit_batch
+        self.batches.put(None)
+        if self._thread:
+            self._thread.join()
+        self.pipeline.finish()
+        if self.pipeline.raw_writer is not None:
+            self.pipeline.raw_writer.close()
+        for exporter in self.pipeline.exporters:
+            exporter.close(flush_timeout)
+        stats = self.stats()
+        self.capture.close()
+        self._write_status(stats, final=True)
+        return stats
+
+    def stats(self) -> dict[str, Any]:
+        stats = self.pipeline.stats()
+        stats["kernel"] = self.capture.kernel_counters()
+        stats["capture"] = self.capture.probe_summary()
+        stats["sensor"] = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_at": self.started_at,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "records_received": self.capture.user_records,
+        }
+        return stats
+
+    def _status_loop(self) -> None:
+        while not self._stopping.wait(1.0):
+            try:
+                self._write_status(self.stats(), final=False)
+            except Exception:
+                log.debug("status write failed", exc_info=True)
+
+    def _write_status(self, stats: dict[str, Any], final: bool) -> None:
+        if not self.status_path:
+            return
+        if final:
+            try:
+                os.unlink(self.status_path)
+            except OSError:
+                pass
+            return
+        tmp = f"{self.status_path}.tmp"
+        try:
+            os.makedirs(os.path.dirname(self.status_path), exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(orjson.dumps(stats))
+            os.replace(tmp, self.status_path)
+        except OSError:
+            pass
