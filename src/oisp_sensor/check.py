@@ -57,14 +57,23 @@ def run_checks() -> list[CheckResult]:
     results: list[CheckResult] = []
     ok, detail = _capabilities()
     results.append(CheckResult("privileges", ok, detail))
-    results.append(CheckResult("kernel", True, f"Linux {platform.release()} ({platform.machine()})", required=False))
+    results.append(
+        CheckResult("kernel", True, f"Linux {platform.release()} ({platform.machine()})", required=False)
+    )
     btf = Path("/sys/kernel/btf/vmlinux")
     results.append(
-        CheckResult("btf", btf.exists(), "kernel BTF at /sys/kernel/btf/vmlinux" if btf.exists() else
-                    "no /sys/kernel/btf/vmlinux: the kernel lacks CONFIG_DEBUG_INFO_BTF, CO-RE programs cannot load")
-    )  # fmt: skip
+        CheckResult(
+            "btf",
+            btf.exists(),
+            "kernel BTF at /sys/kernel/btf/vmlinux"
+            if btf.exists()
+            else "no /sys/kernel/btf/vmlinux: the kernel lacks CONFIG_DEBUG_INFO_BTF, CO-RE programs cannot load",
+        )
+    )
     uprobes = Path("/sys/bus/event_source/devices/uprobe").exists()
-    results.append(CheckResult("uprobes", uprobes, "uprobe PMU present" if uprobes else "kernel lacks CONFIG_UPROBES"))
+    results.append(
+        CheckResult("uprobes", uprobes, "uprobe PMU present" if uprobes else "kernel lacks CONFIG_UPROBES")
+    )
     try:
         from .capture.libbpf import Libbpf
 
@@ -87,13 +96,23 @@ def run_checks() -> list[CheckResult]:
     if ok:
         targets += scanner.all_processes(skip_pids=[os.getpid()])
     for target in targets:
-        results.append(CheckResult(f"tls:{target.kind}", True,
-                                   f"OpenSSL in {target.path} ({', '.join(target.functions)}; found by {target.found_by})",
-                                   required=False))  # fmt: skip
+        results.append(
+            CheckResult(
+                f"tls:{target.kind}",
+                True,
+                f"OpenSSL in {target.path} ({', '.join(target.functions)}; found by {target.found_by})",
+                required=False,
+            )
+        )
     results.append(
-        CheckResult("tls-targets", bool(targets), f"{len(targets)} OpenSSL cop{'y' if len(targets) == 1 else 'ies'} to probe"
-                    if targets else "no OpenSSL found: TLS traffic cannot be captured")
-    )  # fmt: skip
+        CheckResult(
+            "tls-targets",
+            bool(targets),
+            f"{len(targets)} OpenSSL cop{'y' if len(targets) == 1 else 'ies'} to probe"
+            if targets
+            else "no OpenSSL found: TLS traffic cannot be captured",
+        )
+    )
     return results
 
 

@@ -37,34 +37,49 @@ def _add_record_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redaction", choices=["safe", "full", "minimal"], help="redaction mode (default: safe)")
     p.add_argument("--append", dest="append", action="store_true", default=None, help="append to the output")
     p.add_argument("--truncate", dest="append", action="store_false", help="truncate the output at start")
-    p.add_argument("--ssl-path", action="append", default=[], metavar="FILE",
-                   help="also probe this libssl or executable (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--ssl-path",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also probe this libssl or executable (repeatable)",
+    )
     p.add_argument("--server-side", action="store_true", help="also report exchanges seen by local servers")
     p.add_argument("--status-file", metavar="PATH", help="where to publish live counters (for `status`)")
-    p.add_argument("--save-raw", metavar="PATH", help="also save the raw kernel records (replay with decode-raw)")
+    p.add_argument(
+        "--save-raw", metavar="PATH", help="also save the raw kernel records (replay with decode-raw)"
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Zero-instrumentation observability for AI traffic.")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Zero-instrumentation observability for AI traffic."
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     rec = sub.add_parser("record", help="capture AI activity until SIGINT/SIGTERM")
     _add_record_options(rec)
 
-    run = sub.add_parser("run", help="capture while running a command: oisp-sensor run [options] -- CMD ARGS...")
+    run = sub.add_parser(
+        "run", help="capture while running a command: oisp-sensor run [options] -- CMD ARGS..."
+    )
     _add_record_options(run)
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
 
     sub.add_parser("check", help="can this machine capture? (exit 0 if ready)")
 
-    dec = sub.add_parser("decode-raw", help="decode a raw capture (from --save-raw) into events, no kernel needed")
+    dec = sub.add_parser(
+        "decode-raw", help="decode a raw capture (from --save-raw) into events, no kernel needed"
+    )
     dec.add_argument("input", metavar="RAWFILE")
     dec.add_argument("-o", "--output", metavar="PATH", required=True, help="JSONL output")
     dec.add_argument("-c", "--config", metavar="PATH", help="TOML config file")
-    dec.add_argument("--redaction", choices=["safe", "full", "minimal"], help="redaction mode (default: safe)")
+    dec.add_argument(
+        "--redaction", choices=["safe", "full", "minimal"], help="redaction mode (default: safe)"
+    )
 
     status = sub.add_parser("status", help="counters of the running sensor(s)")
     status.add_argument("--json", action="store_true", help="print the raw status JSON")
@@ -93,7 +108,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    level = (
+        logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    )
     logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
 
 
@@ -128,7 +145,9 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
     for name in unavailable_exporters(config):
         _err(f"warning: [export.{name}] is enabled but this version has no {name} exporter yet; ignored")
     if config.redaction.mode == "full":
-        _err("warning: redaction mode is `full`: prompts, responses and personal data are exported as captured")
+        _err(
+            "warning: redaction mode is `full`: prompts, responses and personal data are exported as captured"
+        )
     exporters = []
     if config.export.jsonl.enabled:
         exporters.append(JsonlExporter(config.export.jsonl))
@@ -147,8 +166,11 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
     )
     status_path = args.status_file or os.path.join(STATUS_DIR, f"{os.getpid()}.json")
     sensor: Sensor | None = None
-    capture = KernelCapture(options, on_batch=lambda b: sensor.submit_batch(b) if sensor else None,
-                            on_exec=pipeline.processes.snapshot)  # fmt: skip
+    capture = KernelCapture(
+        options,
+        on_batch=lambda b: sensor.submit_batch(b) if sensor else None,
+        on_exec=pipeline.processes.snapshot,
+    )
     sensor = Sensor(pipeline, capture, status_path=status_path)
     if args.save_raw:
         pipeline.raw_writer = _open_raw_writer(args.save_raw, pipeline)
@@ -179,8 +201,9 @@ def _open_raw_writer(path: str, pipeline: Any) -> Any:
     except OSError as exc:
         _err(f"cannot write raw capture to {path}: {exc.strerror}")
         sys.exit(EXIT_FAILURE)
-    return RawWriter(f, {"clock_offset_ns": pipeline.clock.offset_ns, "version": __version__,
-                         "host": pipeline.host})  # fmt: skip
+    return RawWriter(
+        f, {"clock_offset_ns": pipeline.clock.offset_ns, "version": __version__, "host": pipeline.host}
+    )
 
 
 def _summary_line(stats: dict[str, Any]) -> str:
@@ -194,7 +217,9 @@ def _summary_line(stats: dict[str, Any]) -> str:
     )
     for name, exp in stats.get("exporters", {}).items():
         if exp.get("events_dropped") or exp.get("errors"):
-            line += f"; {name}: {exp['events_dropped']} dropped, {exp['errors']} errors ({exp.get('last_error')})"
+            line += (
+                f"; {name}: {exp['events_dropped']} dropped, {exp['errors']} errors ({exp.get('last_error')})"
+            )
     return line
 
 
@@ -321,7 +346,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         print(_status_text(stats, path))
     if not found:
-        _err("no running sensor found" + (f" at {args.status_file}" if args.status_file else f" in {STATUS_DIR}"))
+        _err(
+            "no running sensor found"
+            + (f" at {args.status_file}" if args.status_file else f" in {STATUS_DIR}")
+        )
         return EXIT_FAILURE
     return 0
 
@@ -335,7 +363,8 @@ def _status_text(stats: dict[str, Any], path: str) -> str:
         f"  kernel: {kernel.get('data_records', 0)} records ({kernel.get('data_bytes', 0)} bytes), "
         f"lost {kernel.get('lost_records', 0)} records / {kernel.get('lost_bytes', 0)} bytes, "
         f"truncated {kernel.get('trunc_bytes', 0)} bytes, control records lost {kernel.get('ctl_lost', 0)}",
-        "  events: " + (", ".join(f"{t}={n}" for t, n in sorted(stats.get("events_by_type", {}).items())) or "none"),
+        "  events: "
+        + (", ".join(f"{t}={n}" for t, n in sorted(stats.get("events_by_type", {}).items())) or "none"),
     ]
     for name, exp in stats.get("exporters", {}).items():
         lines.append(
@@ -369,4 +398,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

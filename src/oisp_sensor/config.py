@@ -203,8 +203,10 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def find_config_file(explicit: str | None, environ: dict[str, str] | os._Environ[str]) -> Path | None:
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {explicit} not found")
+        if path.is_dir():
+            raise ConfigError(f"config file {explicit} is a directory")
         return path
     if environ.get(CONFIG_ENV):
         path = Path(environ[CONFIG_ENV])

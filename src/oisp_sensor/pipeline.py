@@ -7,6 +7,7 @@ drain the ring buffer, finish pending exchanges, then flush every exporter.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -246,10 +247,8 @@ class Sensor:
         if not self.status_path:
             return
         if final:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self.status_path)
-            except OSError:
-                pass
             return
         tmp = f"{self.status_path}.tmp"
         try:

@@ -32,7 +32,7 @@ _DETECTORS: list[tuple[str, str]] = [
     ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})\b"),
     ("slack_token", r"\bxox[abprs]-[A-Za-z0-9\-]{10,}\b"),
     ("jwt", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-    ("bearer_token", r"(?i)\bbearer\s+[A-Za-z0-9._~+/\-]{16,}=*"),
+    ("bearer_token", r"\b[Bb](?i:earer)\s+[A-Za-z0-9._~+/\-]{16,}=*"),
     ("url_password", r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
     ("email", r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b"),
 ]
@@ -98,7 +98,9 @@ class Redactor:
             self.items_redacted += result.count
         return event
 
-    def _content(self, holder: dict[str, Any], key: str, result: RedactionResult, originals: list[str]) -> None:
+    def _content(
+        self, holder: dict[str, Any], key: str, result: RedactionResult, originals: list[str]
+    ) -> None:
         value = holder.get(key)
         if not isinstance(value, str):
             return

@@ -34,9 +34,17 @@ def _c_layout(tmp_path: Path) -> dict[str, int]:
         lines.append(f'printf("{c_name} %zu\\n", sizeof(struct {c_name}));')
         for field, *_ in cls._fields_:
             lines.append(f'printf("{c_name}.{field} %zu\\n", offsetof(struct {c_name}, {field}));')
-    for name in ("OISP_CHUNK_MAX", "OISP_MAX_CHUNKS", "OISP_COMM_LEN", "OISP_CNT__MAX",
-                 "OISP_REC_DATA", "OISP_REC_CONN_CLOSE", "OISP_REC_PROC_EXIT", "OISP_REC_PROC_EXEC",
-                 "OISP_FLAG_TRUNCATED"):  # fmt: skip
+    for name in (
+        "OISP_CHUNK_MAX",
+        "OISP_MAX_CHUNKS",
+        "OISP_COMM_LEN",
+        "OISP_CNT__MAX",
+        "OISP_REC_DATA",
+        "OISP_REC_CONN_CLOSE",
+        "OISP_REC_PROC_EXIT",
+        "OISP_REC_PROC_EXEC",
+        "OISP_FLAG_TRUNCATED",
+    ):
         lines.append(f'printf("{name} %d\\n", (int){name});')
     lines += ["return 0; }"]
     src = tmp_path / "layout.c"

@@ -187,7 +187,9 @@ class KernelCapture:
             result = AttachedTarget(target)
             try:
                 for function in target.functions:
-                    result.links.append(self._attach_uprobe(ENTRY_PROGRAMS[function], target.path, function, False))
+                    result.links.append(
+                        self._attach_uprobe(ENTRY_PROGRAMS[function], target.path, function, False)
+                    )
                     if function in RETURN_PROGRAMS:
                         result.links.append(
                             self._attach_uprobe(RETURN_PROGRAMS[function], target.path, function, True)
@@ -316,7 +318,12 @@ class KernelCapture:
     def probe_summary(self) -> dict[str, object]:
         return {
             "targets": [
-                {"path": a.target.path, "kind": a.target.kind, "found_by": a.target.found_by, "probes": len(a.links)}
+                {
+                    "path": a.target.path,
+                    "kind": a.target.kind,
+                    "found_by": a.target.found_by,
+                    "probes": len(a.links),
+                }
                 for a in self.attached.values()
             ],
             "failed": [{"path": a.target.path, "error": a.error} for a in self.failed.values()],

@@ -19,8 +19,17 @@ from elftools.elf.sections import SymbolTableSection
 
 # Functions with a probe; SSL_write is what decides that a file is an OpenSSL.
 SSL_FUNCTIONS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "SSL_free")
-LIB_DIRS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib/x86_64-linux-gnu",
-            "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu")  # fmt: skip
+LIB_DIRS = (
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/local/lib",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+)
 # Runtimes known to carry a static OpenSSL with exported symbols, looked up on PATH at start.
 RUNTIME_NAMES = ("node", "nodejs")
 
@@ -130,7 +139,11 @@ def exported_ssl_functions(path: str) -> tuple[str, ...] | None:
             found = []
             for name in SSL_FUNCTIONS:
                 sym = lookup(name)
-                if sym is not None and sym["st_shndx"] != "SHN_UNDEF" and sym["st_info"]["type"] == "STT_FUNC":
+                if (
+                    sym is not None
+                    and sym["st_shndx"] != "SHN_UNDEF"
+                    and sym["st_info"]["type"] == "STT_FUNC"
+                ):
                     found.append(name)
             return tuple(found)
     except (OSError, ELFError, ValueError):

@@ -72,7 +72,9 @@ def read_process(pid: int) -> ProcessInfo:
     info.exe = _readlink(f"/proc/{pid}/exe")
     info.cwd = _readlink(f"/proc/{pid}/cwd")
     cmdline = _read(f"/proc/{pid}/cmdline") or b""
-    info.cmdline = [a.decode("utf-8", "replace") for a in cmdline.rstrip(b"\0").split(b"\0")] if cmdline else []
+    info.cmdline = (
+        [a.decode("utf-8", "replace") for a in cmdline.rstrip(b"\0").split(b"\0")] if cmdline else []
+    )
     status = _read(f"/proc/{pid}/status") or b""
     for line in status.split(b"\n"):
         if line.startswith(b"Uid:"):

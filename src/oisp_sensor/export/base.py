@@ -7,6 +7,7 @@ drops the event and counts it. A worker thread delivers batches.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -112,10 +113,8 @@ class QueuedExporter(Exporter):
         if self._thread is None:
             return
         self.flush(timeout)
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put(_STOP, timeout=max(0.1, timeout))
-        except queue.Full:
-            pass
         self._thread.join(timeout=max(0.1, timeout))
         # Whatever is still queued could not be delivered in time: counted, not lost silently.
         leftover = 0

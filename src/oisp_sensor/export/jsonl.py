@@ -31,7 +31,9 @@ class JsonlExporter(QueuedExporter):
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
-            raise ExporterError(f"cannot create directory {directory} for {self.path}: {exc.strerror}") from None
+            raise ExporterError(
+                f"cannot create directory {directory} for {self.path}: {exc.strerror}"
+            ) from None
         self._open_file(append=self.config.append)
 
     def _open_file(self, append: bool) -> None:

@@ -32,13 +32,25 @@ NETWORK_DNS = "network.dns"
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {
-        AI_REQUEST, AI_RESPONSE, AI_STREAMING_CHUNK, AI_EMBEDDING,
-        AGENT_TOOL_CALL, AGENT_TOOL_RESULT, AGENT_PLAN_STEP, AGENT_SESSION,
-        PROCESS_EXEC, PROCESS_EXIT, PROCESS_FORK,
-        FILE_OPEN, FILE_READ, FILE_WRITE, FILE_CLOSE,
-        NETWORK_CONNECT, NETWORK_DNS,
+        AI_REQUEST,
+        AI_RESPONSE,
+        AI_STREAMING_CHUNK,
+        AI_EMBEDDING,
+        AGENT_TOOL_CALL,
+        AGENT_TOOL_RESULT,
+        AGENT_PLAN_STEP,
+        AGENT_SESSION,
+        PROCESS_EXEC,
+        PROCESS_EXIT,
+        PROCESS_FORK,
+        FILE_OPEN,
+        FILE_READ,
+        FILE_WRITE,
+        FILE_CLOSE,
+        NETWORK_CONNECT,
+        NETWORK_DNS,
     }
-)  # fmt: skip
+)
 
 
 @dataclass(slots=True)

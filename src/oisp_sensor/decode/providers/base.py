@@ -158,6 +158,7 @@ class FormatRegistry:
 
 _MODEL_RE = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 _STREAM_RE = re.compile(rb'"stream"\s*:\s*(true|false)')
+_JSON_OBJECT_START = re.compile(rb"\s*\{")
 
 
 def salvage_model(body: bytes) -> tuple[str | None, bool]:
@@ -189,11 +190,13 @@ class GenericJsonParser:
 
     Used for path shapes that are recognised as AI calls but whose format has no
     dedicated parser yet, so they still yield a well-formed request/response pair.
+    Bodies that are not JSON objects at all (multipart audio uploads, binary event
+    streams) are skipped without complaint: there is nothing generic to read in them.
     """
 
     def parse_request(self, body: bytes) -> ParsedRequest:
         out = ParsedRequest()
-        if not body:
+        if not body or _JSON_OBJECT_START.match(body) is None:
             return out
         obj = load_json_object(body, "request", out.problems)
         if obj is None:
@@ -207,7 +210,7 @@ class GenericJsonParser:
 
     def parse_response(self, body: bytes) -> ParsedResponse:
         out = ParsedResponse()
-        if not body:
+        if not body or _JSON_OBJECT_START.match(body) is None:
             return out
         obj = load_json_object(body, "response", out.problems)
         if obj is None:
@@ -278,7 +281,7 @@ def _claude(m: re.Match[str]) -> str:
 
 
 _FAMILY_RULES: tuple[tuple[re.Pattern[str], Any], ...] = (
-    (re.compile(r"^(?:chatgpt-)?gpt-4o\b|^gpt-4(?:-turbo|-\d{4}|-32k|-vision)?\b(?!\.)"), "gpt-4"),
+    (re.compile(r"^(?:chat)?gpt-4o\b|^gpt-4(?:-turbo|-\d{4}|-32k|-vision)?\b(?!\.)"), "gpt-4"),
     (re.compile(r"^gpt-(4\.1|4\.5|5|3\.5)"), lambda m: f"gpt-{m.group(1)}"),
     (re.compile(r"^gpt-oss"), "gpt-oss"),
     (re.compile(r"^o[1-9](?:-|$)"), "o-series"),
