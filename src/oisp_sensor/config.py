@@ -214,8 +214,11 @@ def find_config_file(explicit: str | None, environ: dict[str, str] | os._Environ
             raise ConfigError(f"{CONFIG_ENV}={path}: file not found")
         return path
     for path in default_config_paths():
-        if path.is_file():
-            return path
+        try:
+            if path.is_file():
+                return path
+        except OSError:  # e.g. HOME is root's while running as another user: not ours to read
+            continue
     return None
 
 

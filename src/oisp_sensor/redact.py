@@ -74,10 +74,15 @@ class Redactor:
         self.mode = mode
         self.events_redacted = 0
         self.items_redacted = 0
+        self._cmdlines: dict[tuple[str, ...], tuple[list[str], int]] = {}
 
     def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         if self.mode == "full":
             return event
+        process = event.get("process")
+        if isinstance(process, dict) and process.get("cmdline"):
+            # `curl -H "Authorization: Bearer sk-..."` puts the key on the command line.
+            process["cmdline"] = self._scrub_cmdline(process["cmdline"])
         data = event.get("data")
         if not isinstance(data, dict):
             return event
@@ -97,6 +102,19 @@ class Redactor:
             self.events_redacted += 1
             self.items_redacted += result.count
         return event
+
+    def _scrub_cmdline(self, cmdline: list[str]) -> list[str]:
+        key = tuple(cmdline)
+        cached = self._cmdlines.get(key)
+        if cached is None:
+            result = RedactionResult()
+            cached = ([scrub_text(arg, result) for arg in cmdline], result.count)
+            if len(self._cmdlines) > 4096:
+                self._cmdlines.clear()
+            self._cmdlines[key] = cached
+        if cached[1]:
+            self.items_redacted += cached[1]
+        return cached[0]
 
     def _content(
         self, holder: dict[str, Any], key: str, result: RedactionResult, originals: list[str]

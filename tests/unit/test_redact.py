@@ -75,3 +75,13 @@ def test_clean_content_is_not_marked() -> None:
     assert out["data"]["messages"][0]["content"] == "What is 2+2? See https://example.com/a?b=c"
     assert out["data"]["messages_redacted"] is False
     assert "redaction" not in out["data"]
+
+
+def test_cmdline_secrets_are_scrubbed_but_cache_untouched() -> None:
+    cmdline = ["curl", "-H", f"Authorization: Bearer {KEY}", "https://api.openai.com/v1/x"]
+    event = {"process": {"cmdline": cmdline}, "data": {}}
+    out = Redactor("safe").apply(event)
+    assert KEY not in orjson.dumps(out).decode()
+    assert out["process"]["cmdline"][2] == "Authorization: [REDACTED:bearer_token]"
+    assert cmdline[2].endswith(KEY)  # the process cache's own list is not modified
+    assert Redactor("full").apply({"process": {"cmdline": cmdline}})["process"]["cmdline"] == cmdline

@@ -1,0 +1,120 @@
+"""Incremental Server-Sent Events parser (WHATWG "event stream interpretation").
+
+Streaming AI responses (OpenAI, Anthropic, ...) are ``text/event-stream`` bodies that
+arrive in arbitrary pieces: a record may end in the middle of a line, or between the
+``\\r`` and ``\\n`` of one line ending. This parser keeps only the unfinished line and
+the event being built, and returns each event the moment its terminating blank line
+arrives, so downstream can emit per-chunk events while the stream is still open.
+
+Rules implemented (https://html.spec.whatwg.org/multipage/server-sent-events.html):
+
+* lines end in ``\\r\\n``, ``\\n`` or ``\\r``; a leading BOM of the stream is ignored;
+* ``:comment`` lines are ignored;
+* ``field:value`` with one leading space of the value removed; a line without a colon
+  is a field with an empty value;
+* ``data`` values are joined with ``\\n``; ``event`` sets the type; ``id`` sets the
+  last event id (kept for later events, ignored when it contains NUL); ``retry`` and
+  unknown fields are ignored;
+* a blank line dispatches the event, unless its data buffer is empty;
+* an unterminated event at the end of the stream is discarded (never dispatched).
+"""
+
+from __future__ import annotations
+
+from oisp_sensor.decode.messages import SseEvent
+
+_BOM = "\ufeff"
+
+
+class SseParser:
+    """Turns decoded text chunks into completed :class:`SseEvent` objects.
+
+    The parser is pure: no I/O, no clock. ``ts_ns`` passed to :meth:`feed` is stamped
+    on the events completed by that chunk (the capture time of the record that carried
+    the blank line).
+    """
+
+    __slots__ = ("_data", "_event", "_has_data", "_last_id", "_partial", "_skip_lf", "_started")
+
+    def __init__(self) -> None:
+        self._partial = ""  # text of the line not terminated yet
+        self._skip_lf = False  # previous chunk ended in "\r": a leading "\n" belongs to it
+        self._started = False  # the first character (possible BOM) has been seen
+        self._data: list[str] = []
+        self._has_data = False
+        self._event = ""
+        self._last_id = ""
+
+    def feed(self, text: str, ts_ns: int = 0) -> list[SseEvent]:
+        """Parse one more chunk of the stream; return the events it completed, in order."""
+        if not text:
+            return []
+        if not self._started:
+            self._started = True
+            if text[0] == _BOM:
+                text = text[1:]
+        if self._skip_lf:
+            self._skip_lf = False
+            if text[0] == "\n":
+                text = text[1:]
+        if "\r" in text:
+            self._skip_lf = text[-1] == "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if "\n" not in text:
+            self._partial += text
+            return []
+        lines = text.split("\n")
+        if self._partial:
+            lines[0] = self._partial + lines[0]
+        self._partial = lines.pop()
+        events: list[SseEvent] = []
+        for line in lines:
+            if line:
+                self._field(line)
+            elif self._has_data:
+                events.append(self._dispatch(ts_ns))
+            else:
+                self._event = ""
+        return events
+
+    def reset_partial(self) -> None:
+        """Forget the unfinished line and event (bytes of the stream were lost in between)."""
+        self._partial = ""
+        self._skip_lf = False
+        self._data = []
+        self._has_data = False
+        self._event = ""
+
+    @property
+    def pending(self) -> bool:
+        """True when an event or line is half built (it would be discarded at stream end)."""
+        return bool(self._partial) or self._has_data
+
+    def _field(self, line: str) -> None:
+        """Apply one non-blank line to the event being built."""
+        colon = line.find(":")
+        if colon == 0:
+            return  # comment
+        if colon < 0:
+            name, value = line, ""
+        else:
+            name = line[:colon]
+            value = line[colon + 1 :]
+            if value[:1] == " ":
+                value = value[1:]
+        if name == "data":
+            self._data.append(value)
+            self._has_data = True
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:  # an id with NUL is ignored
+            self._last_id = value
+        # "retry" and unknown fields are ignored on purpose.
+
+    def _dispatch(self, ts_ns: int) -> SseEvent:
+        """Build the event from the buffers and reset them (the last event id persists)."""
+        event = SseEvent(data="\n".join(self._data), event=self._event, id=self._last_id, ts_ns=ts_ns)
+        self._data = []
+        self._has_data = False
+        self._event = ""
+        return event
