@@ -224,7 +224,7 @@ static __always_inline int stash(void *map, __u64 ssl, __u64 buf, __u64 size_ptr
 }
 
 /* At return: plain SSL_read/SSL_write return the byte count (<= 0 on failure or retry);
- * the _ex variants return 1 on success and the byte count through the size pointer. */
+ * the _ex variants return > 0 on success and the byte count through the size pointer. */
 static __always_inline int finish(void *map, long ret, __u32 direction)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -239,7 +239,9 @@ static __always_inline int finish(void *map, long ret, __u32 direction)
 
 	__u64 len = 0;
 	if (a.size_ptr) {
-		if (ret != 1)
+		/* SSL_*_ex return 1 on success; OpenSSL's internal implementation (probed
+		 * instead of the wrappers when possible) returns > 0. */
+		if (ret <= 0)
 			return 0;
 		if (bpf_probe_read_user(&len, sizeof(len), (const void *)a.size_ptr) != 0) {
 			count(OISP_CNT_READ_ERRORS, 1);

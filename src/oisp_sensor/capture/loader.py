@@ -20,24 +20,11 @@ from pathlib import Path
 from .layout import COUNTER_SLOTS, Config, Counter, RecordKind
 from .libbpf import SAMPLE_FN, Libbpf, LibbpfError, UprobeOpts
 from .parse import record_kind, record_pid
+from .probe_points import ProbePoint, plan_probes
 from .targets import Target, TargetScanner
 
 log = logging.getLogger(__name__)
 
-# Entry program per function; every function shares its direction's return program.
-ENTRY_PROGRAMS = {
-    "SSL_write": "oisp_ssl_write_entry",
-    "SSL_write_ex": "oisp_ssl_write_ex_entry",
-    "SSL_read": "oisp_ssl_read_entry",
-    "SSL_read_ex": "oisp_ssl_read_ex_entry",
-    "SSL_free": "oisp_ssl_free",
-}
-RETURN_PROGRAMS = {
-    "SSL_write": "oisp_ssl_write_return",
-    "SSL_write_ex": "oisp_ssl_write_return",
-    "SSL_read": "oisp_ssl_read_return",
-    "SSL_read_ex": "oisp_ssl_read_return",
-}
 TRACEPOINT_PROGRAMS = ("oisp_process_exec", "oisp_process_exit")
 
 
@@ -63,6 +50,7 @@ def ring_buffer_bytes(cpus: int, per_cpu_mb: int = 4) -> int:
 class AttachedTarget:
     target: Target
     links: list[int] = field(default_factory=list)
+    points: list[ProbePoint] = field(default_factory=list)
     error: str = ""
 
 
@@ -186,15 +174,13 @@ class KernelCapture:
                 return self.attached[key]
             result = AttachedTarget(target)
             try:
-                for function in target.functions:
-                    result.links.append(
-                        self._attach_uprobe(ENTRY_PROGRAMS[function], target.path, function, False)
-                    )
-                    if function in RETURN_PROGRAMS:
-                        result.links.append(
-                            self._attach_uprobe(RETURN_PROGRAMS[function], target.path, function, True)
-                        )
-            except LibbpfError as exc:
+                points = plan_probes(target.path, target.functions)
+                for point in points:
+                    result.links.append(self._attach_uprobe(point.entry_program, target.path, point, False))
+                    if point.return_program:
+                        result.links.append(self._attach_uprobe(point.return_program, target.path, point, True))
+                result.points = points
+            except (LibbpfError, OSError, ValueError) as exc:
                 for link in result.links:
                     self.bpf.lib.bpf_link__destroy(link)
                 result.links.clear()
@@ -206,13 +192,15 @@ class KernelCapture:
             log.info("probing %s (%s, %d probes)", target.path, target.found_by, len(result.links))
             return result
 
-    def _attach_uprobe(self, program: str, path: str, function: str, retprobe: bool) -> int:
-        opts = UprobeOpts(sz=ctypes.sizeof(UprobeOpts), retprobe=retprobe, func_name=function.encode())
+    def _attach_uprobe(self, program: str, path: str, point: ProbePoint, retprobe: bool) -> int:
+        # No func_name: the offset is a file offset computed by plan_probes.
+        opts = UprobeOpts(sz=ctypes.sizeof(UprobeOpts), retprobe=retprobe)
         link = self.bpf.lib.bpf_program__attach_uprobe_opts(
-            self._program(program), -1, path.encode(), 0, ctypes.byref(opts)
+            self._program(program), -1, path.encode(), point.file_offset, ctypes.byref(opts)
         )
         if not link:
-            raise self.bpf.errno_error(f"{'uretprobe' if retprobe else 'uprobe'} {function} in {path}")
+            kind = "uretprobe" if retprobe else "uprobe"
+            raise self.bpf.errno_error(f"{kind} {point.name}+0x{point.file_offset:x} in {path}")
         return link
 
     def rescan(self, pids: list[int] | None = None) -> list[AttachedTarget]:

@@ -1,0 +1,173 @@
+"""Where exactly to put each uprobe in an OpenSSL copy, so that probing costs little.
+
+A uprobe on an instruction the kernel cannot emulate is single-stepped out of line:
+here (a VM) that costs about 11 us per hit, and Debian's libssl starts SSL_read,
+SSL_write and their _ex variants with `sub $N,%rsp`. A uretprobe needs a probe at
+function entry, so it pays the same. `push`, `call`, `jmp` and `nop` are emulated and
+cost about 1 us.
+
+OpenSSL 3 implements SSL_read/SSL_read_ex (and the write pair) as thin wrappers that
+call one internal function with the _ex signature: `int f(SSL *, void *buf, size_t num,
+size_t *bytes)`, returning > 0 with `*bytes` set on success. When disassembly shows both
+wrappers calling the same function, and that function starts with an emulated
+instruction, one entry probe and one return probe there cover both wrappers at a
+fraction of the cost. When the pattern is not there, the exported functions are probed
+as they are (always correct, just slower). Node's static OpenSSL starts its exported
+functions with `push %rbp`, so those are probed directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import capstone
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+# Entry and return BPF programs by the calling convention of the probed function.
+PLAIN_READ = ("oisp_ssl_read_entry", "oisp_ssl_read_return")
+EX_READ = ("oisp_ssl_read_ex_entry", "oisp_ssl_read_return")
+PLAIN_WRITE = ("oisp_ssl_write_entry", "oisp_ssl_write_return")
+EX_WRITE = ("oisp_ssl_write_ex_entry", "oisp_ssl_write_return")
+FREE = ("oisp_ssl_free", None)
+
+_EMULATED = {"push", "call", "jmp", "nop"}
+_SCAN_BYTES = 160  # enough for the wrappers' prologue up to their call
+
+
+@dataclass(frozen=True, slots=True)
+class ProbePoint:
+    """One place to attach: an entry program, and a return program when data is read at return."""
+
+    name: str  # the exported function, or "internal:<wrapper>" for the shared implementation
+    file_offset: int
+    entry_program: str
+    return_program: str | None
+    fast: bool  # the probed instruction is emulated (no single-step)
+
+
+class _Binary:
+    """Symbols and code bytes of one ELF file, read once."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.elf = ELFFile(self._f)
+        table = self.elf.get_section_by_name(".gnu.hash") or self.elf.get_section_by_name(".hash")
+        self._lookup = table.get_symbol if table is not None and hasattr(table, "get_symbol") else None
+        self._segments = [s for s in self.elf.iter_segments() if s["p_type"] == "PT_LOAD" and s["p_flags"] & 1]
+        self._md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def symbol(self, name: str) -> int | None:
+        if self._lookup is None:
+            return None
+        sym = self._lookup(name)
+        if sym is None or sym["st_shndx"] == "SHN_UNDEF" or sym["st_info"]["type"] != "STT_FUNC":
+            return None
+        return int(sym["st_value"])
+
+    def file_offset(self, vaddr: int) -> int | None:
+        for seg in self._segments:
+            if seg["p_vaddr"] <= vaddr < seg["p_vaddr"] + seg["p_filesz"]:
+                return vaddr - seg["p_vaddr"] + seg["p_offset"]
+        return None
+
+    def instructions(self, vaddr: int, count: int) -> list[capstone.CsInsn]:
+        offset = self.file_offset(vaddr)
+        if offset is None:
+            return []
+        self._f.seek(offset)
+        code = self._f.read(_SCAN_BYTES)
+        return list(self._md.disasm(code, vaddr, count))
+
+
+def _entry_point(binary: _Binary, vaddr: int) -> tuple[int, bool]:
+    """Probe address for a function's entry, and whether it is emulated.
+
+    Skips a leading endbr64 (it neither moves the stack nor changes registers, so a
+    return probe placed after it still finds the return address at the top of stack).
+    """
+    insns = binary.instructions(vaddr, 2)
+    if not insns:
+        return vaddr, False
+    first = insns[0]
+    if first.mnemonic == "endbr64" and len(insns) > 1:
+        first = insns[1]
+    return first.address, first.mnemonic in _EMULATED
+
+
+def _call_target(insn: capstone.CsInsn) -> int | None:
+    if insn.mnemonic != "call":
+        return None
+    try:
+        return int(insn.op_str, 16)
+    except ValueError:
+        return None  # an indirect call
+
+
+def _shared_internal(binary: _Binary, plain: int, ex: int) -> int | None:
+    """The function both wrappers call, if `ex` is `[endbr64] [sub $N,%rsp] call F` and `plain` calls F too."""
+    target = None
+    for insn in binary.instructions(ex, 4):
+        if insn.mnemonic == "endbr64" or (insn.mnemonic == "sub" and insn.op_str.startswith("rsp,")):
+            continue
+        target = _call_target(insn)
+        break
+    if target is None:
+        return None
+    for insn in binary.instructions(plain, 32):
+        if insn.mnemonic == "ret":
+            break
+        if _call_target(insn) == target:
+            return target
+    return None
+
+
+def _pair(
+    binary: _Binary,
+    functions: tuple[str, ...],
+    plain_name: str,
+    ex_name: str,
+    plain_programs: tuple[str, str],
+    ex_programs: tuple[str, str],
+) -> list[ProbePoint]:
+    plain = binary.symbol(plain_name) if plain_name in functions else None
+    ex = binary.symbol(ex_name) if ex_name in functions else None
+    points: list[ProbePoint] = []
+    if plain is not None and ex is not None:
+        internal = _shared_internal(binary, plain, ex)
+        if internal is not None:
+            addr, fast = _entry_point(binary, internal)
+            offset = binary.file_offset(addr)
+            if fast and offset is not None:
+                return [ProbePoint(f"internal:{ex_name}", offset, *ex_programs, fast=True)]
+    for vaddr, name, programs in ((plain, plain_name, plain_programs), (ex, ex_name, ex_programs)):
+        if vaddr is None:
+            continue
+        addr, fast = _entry_point(binary, vaddr)
+        offset = binary.file_offset(addr if fast else vaddr)
+        if offset is not None:
+            points.append(ProbePoint(name, offset, *programs, fast=fast))
+    return points
+
+
+def plan_probes(path: str, functions: tuple[str, ...]) -> list[ProbePoint]:
+    """Every probe to attach to `path` (an OpenSSL library or executable). Raises OSError/ValueError."""
+    try:
+        binary = _Binary(path)
+    except ELFError as exc:
+        raise ValueError(f"{path}: not a usable ELF file: {exc}") from None
+    try:
+        points = _pair(binary, functions, "SSL_read", "SSL_read_ex", PLAIN_READ, EX_READ)
+        points += _pair(binary, functions, "SSL_write", "SSL_write_ex", PLAIN_WRITE, EX_WRITE)
+        free = binary.symbol("SSL_free") if "SSL_free" in functions else None
+        if free is not None:
+            offset = binary.file_offset(free)
+            if offset is not None:
+                points.append(ProbePoint("SSL_free", offset, *FREE, fast=False))
+        return points
+    finally:
+        binary.close()
