@@ -60,7 +60,11 @@ class CaptureOptions:
     ring_per_cpu_mb: int = 4
     wakeup_bytes: int = 256 * 1024  # wake the consumer once this much is waiting
     poll_timeout_ms: int = 50  # ... or after this long, whichever comes first
-    rescan_interval_s: float = 2.0  # look for newly mapped libssl copies
+    # Look for libssl copies mapped after exec (dlopen, LD_LIBRARY_PATH): processes that
+    # exec'd recently are rescanned often, every process now and then.
+    young_rescan_interval_s: float = 0.25
+    young_process_s: float = 30.0
+    rescan_interval_s: float = 5.0
     extra_targets: list[str] = field(default_factory=list)  # more files to probe
     ssl: bool = True
 
@@ -94,6 +98,8 @@ class KernelCapture:
         self._thread: threading.Thread | None = None
         self._sample_cb = SAMPLE_FN(self._on_sample)
         self._last_rescan = 0.0
+        self._last_young_rescan = 0.0
+        self._young: dict[int, float] = {}  # pid -> monotonic time of its exec
 
     # ---- start-up ------------------------------------------------------------------
 
@@ -242,6 +248,9 @@ class KernelCapture:
                 for pid in pids:
                     self.on_exec(pid)
             if self.options.ssl:
+                now = time.monotonic()
+                for pid in pids:
+                    self._young[pid] = now
                 self.rescan(pids)
         if self._batch:
             batch, self._batch = self._batch, []
@@ -253,8 +262,15 @@ class KernelCapture:
             return
         now = time.monotonic()
         if now - self._last_rescan >= self.options.rescan_interval_s:
-            self._last_rescan = now
+            self._last_rescan = self._last_young_rescan = now
             self.rescan()
+        elif now - self._last_young_rescan >= self.options.young_rescan_interval_s and self._young:
+            self._last_young_rescan = now
+            cutoff = now - self.options.young_process_s
+            # Bounded: the most recent execs that are still alive.
+            recent = sorted(self._young.items(), key=lambda item: item[1])[-512:]
+            self._young = {pid: t for pid, t in recent if t >= cutoff and os.path.exists(f"/proc/{pid}")}
+            self.rescan(list(self._young))
 
     def drain(self) -> None:
         """Consume everything the kernel has written so far (call after stop_polling)."""

@@ -1,0 +1,43 @@
+"""Capture finds OpenSSL copies it did not know at start: a private libssl copy loaded by a
+process started after the sensor (LD_LIBRARY_PATH, as venvs and vendored apps do)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.fixtures import FakeProviderHandle
+from tests.support.sensor import RunningSensor, ai_events
+
+pytestmark = pytest.mark.kernel
+
+# Imports ssl late (after a pause), like an application that loads its HTTP client lazily.
+LATE_CLIENT = """
+import time, json, os
+time.sleep(float(os.environ.get("DELAY", "1.0")))
+import openai
+c = openai.OpenAI(max_retries=0)
+r = c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "private libssl"}])
+print(json.dumps({"pid": os.getpid(), "id": r.id}))
+"""
+
+
+def test_private_libssl_copy_loaded_after_start(fake_provider: FakeProviderHandle, tmp_path: Path) -> None:
+    private = tmp_path / "lib"
+    private.mkdir()
+    shutil.copy("/lib/x86_64-linux-gnu/libssl.so.3", private / "libssl.so.3")
+    out = tmp_path / "events.jsonl"
+    with RunningSensor(out) as sensor:
+        res = fake_provider.run(
+            [sys.executable, "-c", LATE_CLIENT], env={"LD_LIBRARY_PATH": str(private), "DELAY": "0.5"}, timeout=60
+        )
+        assert res.returncode == 0, res.stderr
+        client = json.loads(res.stdout.strip().splitlines()[-1])
+    # Only the private copy was mapped by the client: its events prove that copy was probed.
+    events = ai_events(sensor.events(), client["pid"])
+    assert [e["event_type"] for e in events] == ["ai.request", "ai.response"]
+    assert events[1]["data"]["request_id"] == client["id"]
