@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.support.fixtures import FakeProviderHandle
 from tests.support.sensor import RunningSensor, ai_events
 
@@ -33,7 +32,9 @@ def test_private_libssl_copy_loaded_after_start(fake_provider: FakeProviderHandl
     out = tmp_path / "events.jsonl"
     with RunningSensor(out) as sensor:
         res = fake_provider.run(
-            [sys.executable, "-c", LATE_CLIENT], env={"LD_LIBRARY_PATH": str(private), "DELAY": "0.5"}, timeout=60
+            [sys.executable, "-c", LATE_CLIENT],
+            env={"LD_LIBRARY_PATH": str(private), "DELAY": "0.5"},
+            timeout=60,
         )
         assert res.returncode == 0, res.stderr
         client = json.loads(res.stdout.strip().splitlines()[-1])

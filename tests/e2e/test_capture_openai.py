@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.support.fixtures import FakeProviderHandle
 from tests.support.netns import NetNs
 from tests.support.sensor import REPO, RunningSensor, ai_events
@@ -46,7 +45,8 @@ class Recording:
         reqs = [
             e
             for e in self.events
-            if e["event_type"] == "ai.request" and any(m.get("content") == text for m in e["data"]["messages"])
+            if e["event_type"] == "ai.request"
+            and any(m.get("content") == text for m in e["data"]["messages"])
         ]
         assert len(reqs) == 1, f"expected one request with message {text!r}, got {len(reqs)}"
         resp = [
@@ -77,7 +77,13 @@ def recording(fake_provider: FakeProviderHandle, tmp_path_factory: pytest.TempPa
             fake_provider, "--model", "gpt-4o", "--message", "keep alive", "--n-requests", "5"
         )
         results["gzip"] = _python(
-            fake_provider, "--model", "gpt-4o-mini", "--message", "compressed please", "--header", "x-fake-gzip:1"
+            fake_provider,
+            "--model",
+            "gpt-4o-mini",
+            "--message",
+            "compressed please",
+            "--header",
+            "x-fake-gzip:1",
         )
         curl = fake_provider.run(
             [
@@ -107,7 +113,9 @@ def _check_envelope(event: dict[str, Any]) -> None:
     assert event["oisp_version"] == "0.1"
     assert ULID_RE.match(event["event_id"])
     assert TS_RE.match(event["timestamp"])
-    assert event["host"]["os"] == "linux" and event["host"]["hostname"] and len(event["host"]["device_id"]) == 32
+    assert (
+        event["host"]["os"] == "linux" and event["host"]["hostname"] and len(event["host"]["device_id"]) == 32
+    )
     assert event["actor"]["uid"] == 0 and event["actor"]["username"] == "root"
     assert event["source"]["collector"] == "oisp-sensor" and event["source"]["capture_point"] == "ssl"
     assert event["confidence"]["level"] in ("high", "medium", "low")
@@ -249,7 +257,9 @@ def test_sensor_skips_its_own_process(recording: Recording) -> None:
     assert all(e["process"]["pid"] != sensor_pid for e in recording.events)
 
 
-def _run_sensor(fake: FakeProviderHandle, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _run_sensor(
+    fake: FakeProviderHandle, args: list[str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """`oisp-sensor ...` in the root namespace, with the client environment (CA, keys)."""
     return subprocess.run(
         [sys.executable, "-m", "oisp_sensor", *args],
