@@ -103,3 +103,14 @@ def test_status_of_a_running_sensor(tmp_path: Path) -> None:
         assert raw["capture"]["probes"] >= 9
     assert sensor.returncode == 0
     assert not status_file.exists()  # removed at a clean exit
+
+
+@pytest.mark.kernel
+def test_later_exporters_are_reported_not_ignored(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[export.kafka]\nenabled = true\nbrokers = "localhost:9092"\ntopic = "oisp-events"\n')
+    sensor = RunningSensor(tmp_path / "e.jsonl", ["--config", str(cfg)])
+    with sensor:
+        pass
+    assert sensor.returncode == 0
+    assert "[export.kafka] is enabled but this version has no kafka exporter yet" in sensor.stderr
