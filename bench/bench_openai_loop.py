@@ -44,7 +44,9 @@ print(json.dumps({"pid": os.getpid(), "lat_ns": lat}))
 
 
 def run_client(ns_handle: object, requests: int, warmup: int) -> dict[str, object]:
-    res = ns_handle.run([str(REPO / ".venv/bin/python"), "-c", CLIENT, str(requests), str(warmup)], timeout=900)
+    res = ns_handle.run(
+        [str(REPO / ".venv/bin/python"), "-c", CLIENT, str(requests), str(warmup)], timeout=900
+    )
     if res.returncode != 0:
         raise SystemExit(f"client failed: {res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -82,7 +84,9 @@ def main() -> None:
             events = [e for e in sensor.events() if e["process"]["pid"] == result["pid"]]
             reqs = {e["event_id"] for e in events if e["event_type"] == "ai.request"}
             paired = sum(
-                1 for e in events if e["event_type"] == "ai.response" and e["data"]["related_event_id"] in reqs
+                1
+                for e in events
+                if e["event_type"] == "ai.response" and e["data"]["related_event_id"] in reqs
             )
             captured += paired
             total += args.requests + args.warmup

@@ -8,7 +8,6 @@ copy into the ring buffer. Run as root: `.venv/bin/python bench/bench_ssl_call_c
 from __future__ import annotations
 
 import json
-import ssl
 import statistics
 import subprocess
 import sys

@@ -90,9 +90,9 @@ def records_for(steps: Sequence[Step], pieces: dict[int, list[bytes]] | None = N
     return records
 
 
-def run(steps: Sequence[Step], pieces: dict[int, list[bytes]] | None = None, **kwargs: object) -> tuple[
-    list[DecodeOutput], ConnectionTracker
-]:
+def run(
+    steps: Sequence[Step], pieces: dict[int, list[bytes]] | None = None, **kwargs: object
+) -> tuple[list[DecodeOutput], ConnectionTracker]:
     """Feed a script to a fresh tracker, then flush it."""
     tracker = ConnectionTracker(**kwargs)  # type: ignore[arg-type]
     out = feed_all(tracker, records_for(steps, pieces))
@@ -155,9 +155,7 @@ def normalize(outputs: Sequence[DecodeOutput]) -> list[tuple[object, ...]]:
             event = item.event
             result.append(("event", item.exchange_id, item.index, event.data, event.event, event.id))
         elif isinstance(item, ExchangeDone):
-            result.append(
-                ("done", item.exchange_id, request_key(item.request), response_key(item.response))
-            )
+            result.append(("done", item.exchange_id, request_key(item.request), response_key(item.response)))
         else:  # pragma: no cover - a new output type must be added here
             raise AssertionError(f"unknown output {item!r}")
     return result

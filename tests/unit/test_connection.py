@@ -9,6 +9,21 @@ from collections.abc import Callable
 import brotli
 import pytest
 import zstandard
+from tests.unit.helpers_decode import (
+    CLOSE,
+    Conn,
+    R,
+    Step,
+    W,
+    chunked,
+    feed_all,
+    http_request,
+    http_response,
+    normalize,
+    of_type,
+    run,
+    split_variants,
+)
 
 from oisp_sensor.capture.records import ExecRecord, ProcessExitRecord
 from oisp_sensor.decode import connection as connection_module
@@ -20,21 +35,6 @@ from oisp_sensor.decode.messages import (
     ResponseStarted,
     Role,
     StreamEvent,
-)
-from tests.unit.helpers_decode import (
-    CLOSE,
-    R,
-    W,
-    Conn,
-    Step,
-    chunked,
-    feed_all,
-    http_request,
-    http_response,
-    normalize,
-    of_type,
-    run,
-    split_variants,
 )
 
 JSON_REQ = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
@@ -141,11 +141,20 @@ SAMPLES: dict[str, list[Step]] = {
         Step(R, http_response(204, [], reason=b"No Content", length=False)),
     ],
     "pipelined": [
-        Step(W, http_request(b"GET", b"/a") + http_request(b"POST", b"/b", body=b"bee") + http_request(b"GET", b"/c")),
-        Step(R, http_response(200, [], b"A") + http_response(200, [], b"BB") + http_response(404, [], b"CCC")),
+        Step(
+            W,
+            http_request(b"GET", b"/a")
+            + http_request(b"POST", b"/b", body=b"bee")
+            + http_request(b"GET", b"/c"),
+        ),
+        Step(
+            R, http_response(200, [], b"A") + http_response(200, [], b"BB") + http_response(404, [], b"CCC")
+        ),
     ],
     "100-continue": [
-        Step(W, http_request(b"POST", b"/upload", [(b"Expect", b"100-continue"), (b"Content-Length", b"10")])),
+        Step(
+            W, http_request(b"POST", b"/upload", [(b"Expect", b"100-continue"), (b"Content-Length", b"10")])
+        ),
         Step(R, b"HTTP/1.1 100 Continue\r\n\r\n"),
         Step(W, b"0123456789"),
         Step(R, http_response(200, [], b"stored")),
@@ -159,7 +168,12 @@ SAMPLES: dict[str, list[Step]] = {
     "head-pipelined": [Step(W, HEAD_REQ + GET_REQ + HEAD_REQ), Step(R, HEAD_RESP + GET_RESP + HEAD_RESP)],
     "close-delimited": [
         Step(W, http_request()),
-        Step(R, http_response(200, [(b"Content-Type", b"text/plain")], b"until the end", length=False, version=b"1.0")),
+        Step(
+            R,
+            http_response(
+                200, [(b"Content-Type", b"text/plain")], b"until the end", length=False, version=b"1.0"
+            ),
+        ),
         Step(CLOSE),
     ],
 }
@@ -370,7 +384,9 @@ def test_conn_info_and_exchange_ids() -> None:
     tracker = ConnectionTracker()
     a = Conn(pid=7, conn_id=1, tid=70)
     b = Conn(pid=8, conn_id=1, tid=80)
-    out = feed_all(tracker, [a.data(W, GET_REQ), b.data(W, GET_REQ), a.data(R, GET_RESP), b.data(R, GET_RESP)])
+    out = feed_all(
+        tracker, [a.data(W, GET_REQ), b.data(W, GET_REQ), a.data(R, GET_RESP), b.data(R, GET_RESP)]
+    )
     done = _done(out)
     assert [d.conn.key for d in done] == [(7, 1), (8, 1)]
     assert done[0].conn.pid == 7 and done[0].conn.tid == 70 and done[0].conn.uid == 1000
@@ -493,7 +509,7 @@ def test_unanswered_queue_is_bounded() -> None:
     conn = Conn()
     out = feed_all(tracker, [conn.data(W, http_request(b"GET", b"/%d" % i)) for i in range(70)])
     dropped = _done(out)
-    assert [d.request.target for d in dropped] == ["/%d" % i for i in range(6)]
+    assert [d.request.target for d in dropped] == [f"/{i}" for i in range(6)]
     assert all(d.response is None and d.request.problems == ["dropped"] for d in dropped)
     assert tracker.counters.dropped_requests == 6
 
@@ -503,7 +519,9 @@ def test_early_final_response_waits_for_request_end() -> None:
     conn = Conn()
     body = b"x" * 100
     head = http_request(b"POST", b"/upload", body=body)[: -len(body)]
-    out = feed_all(tracker, [conn.data(W, head + body[:10]), conn.data(R, http_response(413, [], b"too big"))])
+    out = feed_all(
+        tracker, [conn.data(W, head + body[:10]), conn.data(R, http_response(413, [], b"too big"))]
+    )
     assert out == []
     out = tracker.feed(conn.data(W, body[10:]))
     assert [type(o) for o in out] == [RequestSeen, ResponseStarted, ExchangeDone]
@@ -560,7 +578,10 @@ def test_http2_preface_is_counted_and_ignored() -> None:
     conn = Conn()
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
     records = [conn.data(W, preface[i : i + 1]) for i in range(len(preface))]
-    records += [conn.data(W, b"\x00\x00\x12\x04\x00\x00\x00\x00\x00" + b"\x00" * 18), conn.data(R, b"\x00" * 9)]
+    records += [
+        conn.data(W, b"\x00\x00\x12\x04\x00\x00\x00\x00\x00" + b"\x00" * 18),
+        conn.data(R, b"\x00" * 9),
+    ]
     out = feed_all(tracker, records)
     assert out == []
     assert tracker.counters.http2_connections == 1
@@ -784,7 +805,9 @@ def test_compressed_body_beyond_limit() -> None:
 def test_sse_beyond_limit_still_streams() -> None:
     tracker = ConnectionTracker(max_body_bytes=30)
     conn = Conn()
-    out = feed_all(tracker, [conn.data(W, POST_CHAT), conn.data(R, http_response(200, SSE_HEAD) + chunked(*SSE_PARTS))])
+    out = feed_all(
+        tracker, [conn.data(W, POST_CHAT), conn.data(R, http_response(200, SSE_HEAD) + chunked(*SSE_PARTS))]
+    )
     assert [e.event.data for e in of_type(out, StreamEvent)] == [e[0] for e in SSE_EVENTS]
     (done,) = _done(out)
     assert done.response is not None
@@ -883,7 +906,9 @@ def test_gap_inside_response_content_length_body() -> None:
     assert first.response is not None and first.response.complete and first.response.truncated
     assert first.response.problems == ["gap"]
     assert first.response.body == JSON_RESP[:5] + JSON_RESP[15:]
-    assert second.response is not None and second.response.body == JSON_RESP and second.response.problems == []
+    assert (
+        second.response is not None and second.response.body == JSON_RESP and second.response.problems == []
+    )
 
 
 def test_gap_inside_request_headers_resyncs() -> None:
@@ -1052,3 +1077,16 @@ def test_counters_are_shared_when_given() -> None:
     assert tracker.counters is counters
     assert (counters.records, counters.requests, counters.responses, counters.exchanges) == (2, 1, 1, 1)
     assert counters.bytes == len(GET_REQ) + len(GET_RESP)
+
+
+@pytest.mark.timeout(20)
+def test_ambiguous_start_does_not_hold_bytes_forever() -> None:
+    tracker = ConnectionTracker()
+    conn = Conn()
+    records = [conn.data(W, b"G")]  # could still become "GET "
+    records += [conn.data(R, b"z") for _ in range(70_000)]
+    out = feed_all(tracker, records)
+    assert out == []
+    assert tracker.counters.non_http_connections == 1
+    state = tracker._conns[(conn.pid, conn.conn_id)]
+    assert state.detect is None

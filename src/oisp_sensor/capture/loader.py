@@ -184,7 +184,9 @@ class KernelCapture:
                 for point in points:
                     result.links.append(self._attach_uprobe(point.entry_program, target.path, point, False))
                     if point.return_program:
-                        result.links.append(self._attach_uprobe(point.return_program, target.path, point, True))
+                        result.links.append(
+                            self._attach_uprobe(point.return_program, target.path, point, True)
+                        )
                 result.points = points
             except (LibbpfError, OSError, ValueError) as exc:
                 for link in result.links:

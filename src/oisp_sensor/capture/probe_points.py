@@ -55,7 +55,9 @@ class _Binary:
         self.elf = ELFFile(self._f)
         table = self.elf.get_section_by_name(".gnu.hash") or self.elf.get_section_by_name(".hash")
         self._lookup = table.get_symbol if table is not None and hasattr(table, "get_symbol") else None
-        self._segments = [s for s in self.elf.iter_segments() if s["p_type"] == "PT_LOAD" and s["p_flags"] & 1]
+        self._segments = [
+            s for s in self.elf.iter_segments() if s["p_type"] == "PT_LOAD" and s["p_flags"] & 1
+        ]
         self._md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 
     def close(self) -> None:

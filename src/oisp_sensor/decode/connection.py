@@ -21,7 +21,7 @@ Everything here is synchronous and sans-IO; ``feed`` never raises.
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, fields, replace
 
 from oisp_sensor.capture.records import (
@@ -34,7 +34,6 @@ from oisp_sensor.capture.records import (
 from oisp_sensor.decode.http1 import (
     METHODS,
     REQUEST_LINE_RE,
-    REQUEST_START_RE,
     RequestParser,
     ResponseParser,
 )
@@ -62,7 +61,9 @@ _H2_PREFACE = b"PRI * HTTP/2.0"
 _RESPONSE_PREFIX = b"HTTP/1."
 _PATTERNS = (*(method + b" " for method in METHODS), _H2_PREFACE, _RESPONSE_PREFIX)
 _MAX_DETECT_HELD = 64 * 1024  # bytes held while one direction is still ambiguous
+_POOL_SIZE = 64  # idle parser pairs kept for new connections
 _BODYLESS_METHODS = frozenset({"HEAD", "CONNECT"})
+_METHOD_SET = frozenset(METHODS)
 
 # what the first bytes of one direction look like
 _EMPTY = 0
@@ -123,7 +124,8 @@ def _classify(prefix: bytes) -> int:
     """What the first bytes of a direction look like."""
     if not prefix:
         return _EMPTY
-    if REQUEST_START_RE.match(prefix):
+    space = prefix.find(b" ", 0, 8)
+    if space > 0 and prefix[:space] in _METHOD_SET:
         return _REQ
     if prefix.startswith(_RESPONSE_PREFIX):
         return _RESP
@@ -152,6 +154,37 @@ def _decide(write: int, read: int) -> int | None:
     return _NON_HTTP
 
 
+class _Detection:
+    """Bytes held while a connection's first bytes do not yet tell what it is (rare)."""
+
+    __slots__ = ("chunks", "gap", "held", "prefix")
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[int, int, bytes]] = []  # (direction, ts, data), arrival order
+        self.prefix = [b"", b""]  # first bytes of each direction, up to _DETECT_BYTES
+        self.gap = [False, False]  # bytes of that direction were lost before what is held
+        self.held = 0
+
+    def add(self, direction: int, ts_ns: int, data: bytes) -> None:
+        self.chunks.append((direction, ts_ns, data))
+        self.held += len(data)
+        prefix = self.prefix[direction]
+        if len(prefix) < _DETECT_BYTES:
+            self.prefix[direction] = (prefix + data[:_DETECT_BYTES])[:_DETECT_BYTES]
+
+    def lost(self, direction: int) -> None:
+        """Bytes of ``direction`` were lost: what is held of it is not contiguous with what comes."""
+        self.chunks = [item for item in self.chunks if item[0] != direction]
+        self.held = sum(len(item[2]) for item in self.chunks)
+        self.prefix[direction] = b""
+        self.gap[direction] = True
+
+    def verdict(self) -> int | None:
+        if self.held > _MAX_DETECT_HELD:
+            return _NON_HTTP
+        return _decide(_classify(self.prefix[_WRITE]), _classify(self.prefix[_READ]))
+
+
 class _Exchange:
     """One request and (eventually) its response on a connection."""
 
@@ -178,13 +211,13 @@ class _Conn:
         "awaiting",
         "counters",
         "detect",
-        "detect_gap",
         "expected",
         "ids",
         "info",
         "last_ts",
         "max_body",
         "out",
+        "pool",
         "report_server",
         "req_dir",
         "req_ex",
@@ -202,22 +235,25 @@ class _Conn:
         ids: itertools.count[int],
         max_body: int,
         report_server: bool,
+        pool: list[tuple[RequestParser, ResponseParser]],
     ) -> None:
         self.info = info
+        self.pool = pool
         self.counters = counters
         self.ids = ids
         self.max_body = max_body
         self.report_server = report_server
         self.state = _DETECTING
         self.expected = [0, 0]  # next stream offset per direction
-        self.detect: list[tuple[int, int, bytes]] | None = []  # (direction, ts, data) until decided
-        self.detect_gap = [False, False]
+        self.detect: _Detection | None = None  # only when the first record did not decide
         self.last_ts = info.first_ts_ns
         self.out: list[DecodeOutput] = []
         self.req_dir = _WRITE
         self.req_parser: RequestParser | None = None
         self.resp_parser: ResponseParser | None = None
-        self.awaiting: deque[_Exchange | None] = deque()  # None: requests may have been lost here
+        # requests waiting for a response, oldest first (a short list: cheaper than a deque);
+        # None marks a place where requests may have been lost
+        self.awaiting: list[_Exchange | None] = []
         self.req_ex: _Exchange | None = None  # request being parsed (head seen)
         self.resp_ex: _Exchange | None = None  # exchange whose response is being parsed
         self.uncertain = False  # the response stream resynchronised: FIFO pairing not trusted
@@ -257,29 +293,31 @@ class _Conn:
             parser = self.req_parser if direction == self.req_dir else self.resp_parser
             if parser is not None:
                 parser.gap(nbytes, ts_ns)
-        elif state == _DETECTING and self.detect is not None:
-            # bytes held for this direction are not contiguous with what comes next
-            self.detect = [item for item in self.detect if item[0] != direction]
-            self.detect_gap[direction] = True
+        elif state == _DETECTING:
+            if self.detect is None:
+                self.detect = _Detection()
+            self.detect.lost(direction)
 
     # ---- role detection ----------------------------------------------------------------
 
-    def _prefix(self, direction: int) -> bytes:
-        assert self.detect is not None
-        return b"".join(data for d, _, data in self.detect if d == direction)[:_DETECT_BYTES]
-
     def _detect(self, direction: int, data: bytes, ts_ns: int) -> None:
-        assert self.detect is not None
-        self.detect.append((direction, ts_ns, data))
-        state = _decide(_classify(self._prefix(_WRITE)), _classify(self._prefix(_READ)))
-        if state is None:
-            if sum(len(item[2]) for item in self.detect) <= _MAX_DETECT_HELD:
+        detection = self.detect
+        if detection is None:  # the usual case: the first record alone decides
+            kind = _classify(data[:_DETECT_BYTES])
+            state = _decide(kind, _EMPTY) if direction == _WRITE else _decide(_EMPTY, kind)
+            if state is not None:
+                self._decided(state, [(direction, ts_ns, data)], (False, False))
                 return
-            state = _NON_HTTP
-        held = self.detect
-        self.detect = None
+            detection = self.detect = _Detection()
+        detection.add(direction, ts_ns, data)
+        state = detection.verdict()
+        if state is not None:
+            self.detect = None
+            self._decided(state, detection.chunks, tuple(detection.gap))
+
+    def _decided(self, state: int, held: list[tuple[int, int, bytes]], gap: tuple[bool, ...]) -> None:
         if state in (_CLIENT, _SERVER):
-            self._start_http(state == _CLIENT, held)
+            self._start_http(state == _CLIENT, held, gap)
         elif state == _HTTP2:
             self.state = _HTTP2
             self.counters.http2_connections += 1
@@ -290,11 +328,10 @@ class _Conn:
     def _late_start(self, direction: int, data: bytes, ts_ns: int) -> None:
         """A connection first seen mid-stream now starts a request at a record boundary."""
         self.counters.late_http_connections += 1
-        self.detect_gap = [True, True]  # the other direction is at an unknown position
-        self.detect_gap[direction] = False
-        self._start_http(direction == _WRITE, [(direction, ts_ns, data)])
+        gap = (direction != _WRITE, direction != _READ)  # the other direction: position unknown
+        self._start_http(direction == _WRITE, [(direction, ts_ns, data)], gap)
 
-    def _start_http(self, client: bool, held: list[tuple[int, int, bytes]]) -> None:
+    def _start_http(self, client: bool, held: list[tuple[int, int, bytes]], gap: tuple[bool, ...]) -> None:
         """Role decided: build the parsers and replay the bytes held during detection."""
         counters = self.counters
         counters.http_connections += 1
@@ -304,15 +341,15 @@ class _Conn:
                 self.state = _SILENT
                 return
         self.state = _CLIENT if client else _SERVER
-        self.info = replace(self.info, role=Role.CLIENT if client else Role.SERVER)
+        self.info.role = Role.CLIENT if client else Role.SERVER  # no output holds it yet
         self.req_dir = _WRITE if client else _READ
         resp_dir = _READ if client else _WRITE
-        self.req_parser = RequestParser(self, self.max_body)
-        self.resp_parser = ResponseParser(self, self.max_body)
-        if self.detect_gap[self.req_dir]:
+        self._make_parsers()
+        assert self.req_parser is not None and self.resp_parser is not None
+        if gap[self.req_dir]:
             self.req_parser.start_resync()
         resp_head = b"".join(data for d, _, data in held if d == resp_dir)[: len(_RESPONSE_PREFIX)]
-        if self.detect_gap[resp_dir] or not _RESPONSE_PREFIX.startswith(resp_head[: len(_RESPONSE_PREFIX)]):
+        if gap[resp_dir] or not _RESPONSE_PREFIX.startswith(resp_head):
             self.resp_parser.start_resync()
         for direction, ts_ns, data in held:
             if self.state != _CLIENT and self.state != _SERVER:
@@ -330,9 +367,10 @@ class _Conn:
             self.req_parser.close()
         awaiting = self.awaiting
         while awaiting:
-            ex = awaiting.popleft()
+            ex = awaiting.pop(0)
             if ex is not None:
                 self._unanswered(ex, None)
+        self._release_parsers()
 
     def reset_after_error(self) -> None:
         """Last resort after an internal error: forget exchanges, resync both streams."""
@@ -348,6 +386,29 @@ class _Conn:
         elif self.state == _DETECTING:
             self.state = _NON_HTTP
             self.detect = None
+
+    def _make_parsers(self) -> None:
+        """Parsers for this connection: idle ones from a closed connection, or new ones."""
+        if self.pool:
+            req, resp = self.pool.pop()
+            req.rebind(self)
+            resp.rebind(self)
+            self.req_parser, self.resp_parser = req, resp
+        else:
+            self.req_parser = RequestParser(self, self.max_body)
+            self.resp_parser = ResponseParser(self, self.max_body)
+
+    def _release_parsers(self) -> None:
+        """Drop the parsers (they point back here); idle, clean ones go back to the pool."""
+        req, resp = self.req_parser, self.resp_parser
+        self.req_parser = self.resp_parser = None
+        if req is None or resp is None:
+            return
+        if req.reusable and resp.reusable and len(self.pool) < _POOL_SIZE:
+            self.pool.append((req, resp))
+        else:
+            req.stop()  # breaks the parser <-> llhttp reference cycle
+            resp.stop()
 
     # ---- RequestSink -----------------------------------------------------------------------
 
@@ -365,7 +426,8 @@ class _Conn:
             return
         self.req_ex = None
         ex.request_done = True
-        self._count_problems(request.problems)
+        if request.problems:
+            self._count_problems(request.problems)
         self.counters.requests += 1
         self.out.append(RequestSeen(self.info, request, ex.id))
         if ex.response is not None and not ex.started_sent:
@@ -394,7 +456,11 @@ class _Conn:
         return ex.request.method if ex is not None else None
 
     def response_head(self, response: HttpResponse) -> None:
-        ex = self._pair(response.start_ts_ns)
+        awaiting = self.awaiting
+        if awaiting and not self.uncertain and awaiting[0] is not None:
+            ex: _Exchange | None = awaiting.pop(0)  # the usual FIFO case
+        else:
+            ex = self._pair(response.start_ts_ns)
         self.resp_ex = ex
         if ex is None:
             self.counters.orphan_responses += 1
@@ -416,7 +482,8 @@ class _Conn:
         if ex is None or ex.response is not response:
             return
         self.counters.responses += 1
-        self._count_problems(response.problems)
+        if response.problems:
+            self._count_problems(response.problems)
         ex.response_done = True
         if ex.request_done:
             self._send_done(ex)
@@ -425,7 +492,7 @@ class _Conn:
         """A response began but its head was lost: in FIFO order it answered the oldest request."""
         awaiting = self.awaiting
         if not self.uncertain and awaiting and awaiting[0] is not None:
-            self._unanswered(awaiting.popleft(), "response-lost")
+            self._unanswered(awaiting.pop(0), "response-lost")
 
     def response_resync(self) -> None:
         self.uncertain = True
@@ -462,23 +529,23 @@ class _Conn:
             return None
         awaiting = self.awaiting
         for _ in range(index):
-            skipped = awaiting.popleft()
+            skipped = awaiting.pop(0)
             if skipped is not None:
                 self._unanswered(skipped, "response-lost")
         self.uncertain = False
-        return awaiting.popleft()
+        return awaiting.pop(0)
 
     def _drop_oldest(self) -> None:
         """Too many unanswered requests: give the oldest up; pairing is uncertain from now."""
         awaiting = self.awaiting
         while len(awaiting) > MAX_AWAITING:
-            ex = awaiting.popleft()
+            ex = awaiting.pop(0)
             if ex is None:
                 continue
             self.counters.dropped_requests += 1
             self._unanswered(ex, "dropped")
         if awaiting and awaiting[0] is not None:
-            awaiting.appendleft(None)
+            awaiting.insert(0, None)
 
     def _unanswered(self, ex: _Exchange, problem: str | None) -> None:
         """No response will be reported for this request."""
@@ -497,6 +564,8 @@ class _Conn:
         assert response is not None
         out = self.out
         out.append(ResponseStarted(self.info, ex.id, response))
+        if not response.sse_events:
+            return
         for event in response.sse_events[ex.events_sent :]:  # events held while the request was open
             self.counters.sse_events += 1
             out.append(StreamEvent(self.info, ex.id, event, ex.events_sent))
@@ -545,6 +614,7 @@ class ConnectionTracker:
         self._conns: OrderedDict[ConnKey, _Conn] = OrderedDict()  # least recently used first
         self._by_pid: dict[int, set[int]] = {}
         self._ids = itertools.count(1)
+        self._pool: list[tuple[RequestParser, ResponseParser]] = []
 
     # ---- records -------------------------------------------------------------------------
 
@@ -637,7 +707,7 @@ class ConnectionTracker:
             comm=record.comm,
             first_ts_ns=record.ts_ns,
         )
-        conn = _Conn(info, self.counters, self._ids, self._max_body, self._report_server)
+        conn = _Conn(info, self.counters, self._ids, self._max_body, self._report_server, self._pool)
         self._conns[key] = conn
         self._by_pid.setdefault(record.pid, set()).add(record.conn_id)
         self.counters.connections += 1

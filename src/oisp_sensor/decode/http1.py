@@ -26,12 +26,13 @@ what a passive observer needs on top of it:
 from __future__ import annotations
 
 import codecs
+import itertools
 import re
 from typing import ClassVar, Protocol
 
 import httptools
 from httptools import HttpParserError, HttpParserUpgrade
-from httptools.parser.errors import HttpParserCallbackError
+from httptools.parser.errors import HttpParserCallbackError, HttpParserInvalidMethodError
 
 from oisp_sensor.decode.encoding import ContentDecoder, make_decoder
 from oisp_sensor.decode.messages import HttpRequest, HttpResponse, SseEvent
@@ -71,8 +72,11 @@ _RESPONSE_START_RE = re.compile(rb"HTTP/")
 _RESPONSE_PREFIX = b"HTTP/1."
 
 _BODYLESS_METHODS = frozenset({"HEAD", "CONNECT"})
-_MAX_HEAD_BYTES = 256 * 1024  # a response head kept whole while waiting for its end
+_MAX_HEAD_BYTES = 64 * 1024  # a bodyless response head held while waiting for its end
 _NO_EVENTS: list[SseEvent] = []  # shared, never mutated: "no SSE events from this chunk"
+
+Chunks = list[tuple[int, bytes]]
+"""Bytes of a stream with the capture time of the record each piece came in."""
 
 # parser modes
 _NORMAL = 0  # llhttp is fed
@@ -91,13 +95,17 @@ _UNTIL_CLOSE = 3
 class RequestSink(Protocol):
     """Receives what a :class:`RequestParser` finds, synchronously, in stream order."""
 
-    def request_head(self, request: HttpRequest) -> None: ...
+    def request_head(self, request: HttpRequest) -> None:
+        """A request's head was parsed (its body may still be coming)."""
 
-    def request_done(self, request: HttpRequest) -> None: ...
+    def request_done(self, request: HttpRequest) -> None:
+        """The request ended: complete, or marked ``truncated`` with a problem."""
 
-    def request_resync(self) -> None: ...
+    def request_resync(self) -> None:
+        """Bytes were lost or unreadable: requests may have vanished at this point."""
 
-    def parse_error(self) -> None: ...
+    def parse_error(self) -> None:
+        """llhttp rejected the stream (counted; the parser resynchronises)."""
 
 
 class ResponseSink(Protocol):
@@ -107,23 +115,32 @@ class ResponseSink(Protocol):
     method decides whether that response has a body.
     """
 
-    def bodyless_pending(self) -> bool: ...
+    def bodyless_pending(self) -> bool:
+        """Is any request still awaiting its answer a HEAD or a CONNECT?"""
 
-    def next_request_method(self, ts_ns: int) -> str | None: ...
+    def next_request_method(self, ts_ns: int) -> str | None:
+        """Method of the request a response starting at ``ts_ns`` would answer."""
 
-    def response_head(self, response: HttpResponse) -> None: ...
+    def response_head(self, response: HttpResponse) -> None:
+        """A final (non-1xx) response head was parsed."""
 
-    def response_event(self, response: HttpResponse, event: SseEvent) -> None: ...
+    def response_event(self, response: HttpResponse, event: SseEvent) -> None:
+        """One more SSE event of that response completed."""
 
-    def response_done(self, response: HttpResponse) -> None: ...
+    def response_done(self, response: HttpResponse) -> None:
+        """The response ended (``complete`` False when it was cut)."""
 
-    def response_lost(self) -> None: ...
+    def response_lost(self) -> None:
+        """A response started but its head was lost or unreadable."""
 
-    def response_resync(self) -> None: ...
+    def response_resync(self) -> None:
+        """Bytes were lost or unreadable: responses may have vanished at this point."""
 
-    def parse_error(self) -> None: ...
+    def parse_error(self) -> None:
+        """llhttp rejected the stream (counted; the parser resynchronises)."""
 
-    def upgraded(self) -> None: ...
+    def upgraded(self) -> None:
+        """The connection left HTTP/1.1 (101 Switching Protocols, CONNECT tunnel)."""
 
 
 class BodyCollector:
@@ -153,18 +170,22 @@ class BodyCollector:
 
     def __init__(self, limit: int, decoder: ContentDecoder | None, sse: SseParser | None) -> None:
         self._limit = limit
-        self._decoder = decoder
-        self._decode_off = decoder is not None and decoder.failed
-        self._sse = sse
-        self._text = codecs.getincrementaldecoder("utf-8")("replace") if sse is not None else None
         self._parts: list[bytes] = []
         self._kept = 0
-        self._raw: list[bytes] = []
-        self._raw_kept = 0
-        self._raw_cut = False
         self.wire_size = 0
         self.capped = False
-        self.problem: str | None = decoder.problem if decoder is not None else None
+        self._decoder = decoder
+        self._sse = sse
+        self._text: codecs.IncrementalDecoder | None = None
+        self.problem: str | None = None
+        if sse is not None:
+            self._text = codecs.getincrementaldecoder("utf-8")("replace")
+        if decoder is not None:  # raw bytes are only kept (and looked at) when decoding
+            self.problem = decoder.problem
+            self._decode_off = decoder.failed
+            self._raw: list[bytes] = []
+            self._raw_kept = 0
+            self._raw_cut = False
 
     def add(self, data: bytes, ts_ns: int) -> list[SseEvent]:
         """Take one wire chunk of body; return the SSE events it completed."""
@@ -239,37 +260,46 @@ class BodyCollector:
             self._decode_off = True  # nothing more will be kept: stop paying for inflation
 
 
-def _scan_headers(headers: list[tuple[str, str]]) -> tuple[int | None, bool, str | None, str | None]:
-    """(content-length, chunked, content-encoding, content-type) from lower-cased headers."""
+def decode_headers(raw_names: list[bytes], raw_values: list[bytes]) -> list[tuple[str, str]]:
+    """Header pairs as reported: names lower-cased, latin-1 (never fails), wire order.
+
+    Names and values are joined, decoded and split in one go (llhttp rejects line feeds
+    inside them), which costs a fraction of decoding pair by pair.
+    """
+    count = len(raw_names)
+    if not count:
+        return []
+    names = b"\n".join(raw_names).lower().decode("latin-1").split("\n")
+    values = b"\n".join(raw_values).decode("latin-1").split("\n")
+    if len(names) != count or len(values) != count:  # a stray line feed: pair by pair
+        names = [name.lower().decode("latin-1") for name in raw_names]
+        values = [value.decode("latin-1") for value in raw_values]
+    return list(zip(names, values))  # noqa: B905 - lengths checked above; strict= is slow
+
+
+def _framing_headers(headers: list[tuple[str, str]]) -> tuple[int | None, bool]:
+    """(Content-Length, chunked) of a head; only needed after a gap or at close."""
     length: int | None = None
     chunked = False
-    encoding: str | None = None
-    ctype: str | None = None
     for name, value in headers:
         if name == "content-length":
             try:
                 length = int(value.split(",")[0].strip())
             except ValueError:
                 length = None
-        elif name == "transfer-encoding":
+        elif name == "transfer-encoding":  # the last coding of the last header decides
             chunked = value.rstrip().lower().endswith("chunked")
-        elif name == "content-encoding":
-            encoding = value if encoding is None else f"{encoding}, {value}"
-        elif name == "content-type" and ctype is None:
-            ctype = value
-    return length, chunked, encoding, ctype
+    return length, chunked
 
 
-def _is_event_stream(ctype: str | None) -> bool:
-    return ctype is not None and ctype.split(";", 1)[0].strip().lower() == "text/event-stream"
+def _is_event_stream(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
 
-def _split_chunks(
-    chunks: list[tuple[int, bytes]], at: int
-) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+def _split_chunks(chunks: Chunks, at: int) -> tuple[Chunks, Chunks]:
     """Cut timestamped chunks at byte position ``at`` of their concatenation."""
-    before: list[tuple[int, bytes]] = []
-    after: list[tuple[int, bytes]] = []
+    before: Chunks = []
+    after: Chunks = []
     pos = 0
     for ts_ns, chunk in chunks:
         end = pos + len(chunk)
@@ -284,7 +314,7 @@ def _split_chunks(
     return before, after
 
 
-def _keep_tail(chunks: list[tuple[int, bytes]], keep: int) -> list[tuple[int, bytes]]:
+def _keep_tail(chunks: Chunks, keep: int) -> Chunks:
     """The last ``keep`` bytes of timestamped chunks, each byte keeping its record's time."""
     total = sum(len(chunk) for _, chunk in chunks)
     if keep <= 0:
@@ -292,7 +322,7 @@ def _keep_tail(chunks: list[tuple[int, bytes]], keep: int) -> list[tuple[int, by
     return _split_chunks(chunks, total - keep)[1] if total > keep else chunks
 
 
-def _join(chunks: list[tuple[int, bytes]]) -> bytes:
+def _join(chunks: Chunks) -> bytes:
     if len(chunks) == 1:
         return chunks[0][1]
     return b"".join(chunk for _, chunk in chunks)
@@ -312,7 +342,6 @@ class _MessageParser:
     __slots__ = (
         "_begins",
         "_body",
-        "_framing",
         "_in_msg",
         "_last_ts",
         "_max_body",
@@ -320,8 +349,10 @@ class _MessageParser:
         "_msg",
         "_parser",
         "_pending",
-        "_raw_headers",
+        "_raw_names",
+        "_raw_values",
         "_remaining",
+        "_sse_budget",
         "_start_ts",
         "_ts",
     )
@@ -332,8 +363,9 @@ class _MessageParser:
         self._parser: httptools.HttpRequestParser | httptools.HttpResponseParser | None = self._new_parser()
         self._ts = 0  # capture time of the chunk being parsed
         self._last_ts = 0  # capture time of the last chunk seen (end time of aborted messages)
-        self._pending: list[tuple[int, bytes]] = []  # bytes held while resyncing / head-only
+        self._pending: Chunks = []  # bytes held while resyncing / head-only
         self._begins = 0
+        self._sse_budget = 0  # event data bytes response.sse_events may still keep
         self._reset_message()
 
     # ---- public API ------------------------------------------------------------------
@@ -342,15 +374,27 @@ class _MessageParser:
         """Parse the next bytes of the stream (contiguous with the previous ones)."""
         if not data:
             return
+        more = self._feed_normal(data, ts_ns) if self._mode == _NORMAL else self._dispatch(data, ts_ns)
+        # A mode change (resync, end of a hand-counted body, a bodyless head...) hands back
+        # the bytes after it, to parse in the new mode: a loop, so hostile input cannot
+        # make it recurse.
+        while more:
+            chunk_ts, chunk = more.pop(0)
+            extra = self._dispatch(chunk, chunk_ts) if chunk else None
+            if extra:
+                more[0:0] = extra
+
+    def _dispatch(self, data: bytes, ts_ns: int) -> Chunks | None:
         mode = self._mode
         if mode == _NORMAL:
-            self._feed_normal(data, ts_ns)
-        elif mode == _MANUAL_BODY:
-            self._feed_manual(data, ts_ns)
-        elif mode == _RESYNC:
-            self._feed_resync(data, ts_ns)
-        elif mode == _HEAD_ONLY:
-            self._feed_head_only(data, ts_ns)
+            return self._feed_normal(data, ts_ns)
+        if mode == _MANUAL_BODY:
+            return self._feed_manual(data, ts_ns)
+        if mode == _RESYNC:
+            return self._feed_resync(data, ts_ns)
+        if mode == _HEAD_ONLY:
+            return self._feed_head_only(data, ts_ns)
+        return None  # stopped
 
     def gap(self, nbytes: int, ts_ns: int) -> None:
         """``nbytes`` of the stream were lost just before the next chunk (arriving at ts_ns)."""
@@ -371,13 +415,36 @@ class _MessageParser:
         self.start_resync()
 
     def close(self) -> None:
-        """End of the stream: finish what can be finished, then ignore everything."""
+        """End of the stream: finish what can be finished, then ignore everything.
+
+        A parser closed between two messages keeps its llhttp state (at a message start)
+        so that :meth:`rebind` can reuse it for another connection.
+        """
+        clean = self._mode == _NORMAL and not self._in_msg and self._parser is not None
         if self._msg is not None:
-            if self._framing == _UNTIL_CLOSE:
+            if self._mode != _MANUAL_BODY and self._framing() == _UNTIL_CLOSE:
                 self._finish(self._last_ts)
             else:
                 self._finish(self._last_ts, "incomplete")
-        self.stop()
+        if clean:
+            self._mode = _STOPPED
+        else:
+            self.stop()
+
+    @property
+    def reusable(self) -> bool:
+        """Closed cleanly between messages: :meth:`rebind` may give it another stream."""
+        return self._mode == _STOPPED and self._parser is not None
+
+    def rebind(self, sink: RequestSink | ResponseSink) -> None:
+        """Start over on a new stream, reporting to ``sink`` (only when :attr:`reusable`)."""
+        self._sink = sink
+        self._mode = _NORMAL
+        self._ts = 0
+        self._last_ts = 0
+        self._pending = []
+        self._begins = 0
+        self._reset_message()
 
     def stop(self) -> None:
         """The stream stops being HTTP (upgrade, tunnel, close): ignore what follows."""
@@ -405,32 +472,34 @@ class _MessageParser:
         self._in_msg = True
         self._begins += 1
         self._start_ts = self._ts
-        self._raw_headers = []
+        self._raw_names = []
+        self._raw_values = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
         msg = self._msg
         if msg is None:
-            self._raw_headers.append((name, value))
+            self._raw_names.append(name)
+            self._raw_values.append(value)
         else:  # trailer after a chunked body: reported after the head's headers
             msg.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_body(self, body: bytes) -> None:
-        self._remaining -= len(body)
         collector = self._body
-        if collector is not None:
-            events = collector.add(body, self._ts)
-            if events:
-                self._deliver_events(events, self._msg, collector.capped)
+        if collector is None:
+            collector = self._body = self._new_collector()
+        events = collector.add(body, self._ts)
+        if events:
+            self._deliver_events(events, self._msg)
 
     def on_message_complete(self) -> None:
         self._finish(self._ts)
 
     # ---- feeding -------------------------------------------------------------------
 
-    def _feed_normal(self, data: bytes, ts_ns: int) -> None:
-        self._feed_llhttp(data, ts_ns)
+    def _feed_normal(self, data: bytes, ts_ns: int) -> Chunks | None:
+        return self._feed_llhttp(data, ts_ns)
 
-    def _feed_llhttp(self, data: bytes, ts_ns: int) -> None:
+    def _feed_llhttp(self, data: bytes, ts_ns: int) -> Chunks | None:
         """Run llhttp over one chunk; turn its exceptions into upgrade / resync."""
         self._ts = ts_ns
         self._last_ts = ts_ns
@@ -441,30 +510,33 @@ class _MessageParser:
         try:
             parser.feed_data(data)
         except HttpParserUpgrade as exc:
-            self._on_upgrade(data[int(exc.args[0]) :], ts_ns)
+            return self._on_upgrade(data[int(exc.args[0]) :], ts_ns)
         except HttpParserCallbackError as exc:
             cause = exc.__context__
             if cause is not None and not isinstance(cause, HttpParserError):
                 raise cause from None  # a bug in a callback: not the traffic's fault
-            self._on_parse_error(data, ts_ns)
-        except HttpParserError:
-            self._on_parse_error(data, ts_ns)
+            return self._on_parse_error(data, ts_ns, bad_start=False)
+        except HttpParserError as exc:
+            return self._on_parse_error(data, ts_ns, bad_start=self._bad_start(exc))
+        return None
 
-    def _feed_manual(self, data: bytes, ts_ns: int) -> None:
+    def _feed_manual(self, data: bytes, ts_ns: int) -> Chunks | None:
         """Rest of a Content-Length body after a gap: counted here, llhttp is detached."""
         self._ts = ts_ns
         self._last_ts = ts_ns
         remaining = self._remaining
         if len(data) < remaining:
+            self._remaining -= len(data)
             self.on_body(data)
-            return
+            return None
+        self._remaining = 0
         self.on_body(data[:remaining])
         self._finish(ts_ns)
         self._mode = _NORMAL
         self._parser = self._new_parser()
-        self.feed(data[remaining:], ts_ns)
+        return [(ts_ns, data[remaining:])] if len(data) > remaining else None
 
-    def _feed_resync(self, data: bytes, ts_ns: int) -> None:
+    def _feed_resync(self, data: bytes, ts_ns: int) -> Chunks | None:
         """Hold bytes until a message start appears, then parse from there."""
         self._last_ts = ts_ns
         pending = self._pending
@@ -472,45 +544,59 @@ class _MessageParser:
         buf = _join(pending)
         match = self._line_re.search(buf)
         if match is None:
+            # A start line has no line feed: only what follows the last one can begin it.
+            # The kept tail is merged into one chunk (stamped with its oldest record's time)
+            # so that a stream arriving byte by byte is not rescanned chunk by chunk.
             line_start = buf.rfind(b"\n") + 1
             keep = min(len(buf) - line_start, self._max_partial_line)
-            self._pending = _keep_tail(pending, keep)
-            return
+            kept = _keep_tail(pending, keep)
+            self._pending = [(kept[0][0], buf[len(buf) - keep :])] if kept else []
+            return None
         self._pending = []
         self._mode = _NORMAL
         self._parser = self._new_parser()
-        for chunk_ts, chunk in _split_chunks(pending, match.start())[1]:
-            self.feed(chunk, chunk_ts)
+        return _split_chunks(pending, match.start())[1]
 
-    def _feed_head_only(self, data: bytes, ts_ns: int) -> None:
+    def _feed_head_only(self, data: bytes, ts_ns: int) -> Chunks | None:
         raise NotImplementedError  # responses only
 
     # ---- errors, gaps, upgrades ---------------------------------------------------
 
-    def _on_parse_error(self, data: bytes, ts_ns: int) -> None:
-        """llhttp rejected the stream: report, keep what is known, resync after the bad start."""
+    def _on_parse_error(self, data: bytes, ts_ns: int, *, bad_start: bool) -> Chunks | None:
+        """llhttp rejected the stream: report, keep what is known, resync after the bad start.
+
+        llhttp does not say where it failed, so the restart point is inferred: the failing
+        message is the ``begun``-th one that began in this chunk, and the ones before it
+        were valid, so each began with a method (or ``HTTP/``). Resync starts just after
+        the failing message's first byte (so it is not parsed again), or, when it did not
+        even start like a message (``bad_start``), just after the last valid start.
+        """
         self._count_parse_error()
         begun = self._begins
         if self._msg is not None:
             self._finish(ts_ns, "parse-error")
         elif self._in_msg:
             self._lost_start()
-        restart = 0
-        if begun:
-            # The failing message is the last one that began in this chunk; resync after
-            # its first byte so it is not parsed again (messages before it were emitted).
-            starts = [m.start() for m in self._start_re.finditer(data)]
-            restart = starts[begun - 1] + 1 if len(starts) >= begun else len(data)
+        restart = 0  # nothing began here: the bad message came from an earlier chunk
+        index = begun - 2 if bad_start else begun - 1
+        if begun and index >= 0:
+            starts = [m.start() for m in itertools.islice(self._start_re.finditer(data), index + 1)]
+            restart = starts[index] + 1 if len(starts) > index else len(data)
         self.start_resync()
-        if restart < len(data):
-            self._feed_resync(data[restart:], ts_ns)
+        return [(ts_ns, data[restart:])] if restart < len(data) else None
 
     def _absorb_gap(self, msg: HttpRequest | HttpResponse, nbytes: int, ts_ns: int) -> bool:
         """Account lost bytes as body when framing allows it; False if the message is lost."""
-        framing = self._framing
         collector = self._body
         if collector is None:
-            return False
+            collector = self._body = self._new_collector()
+        if self._mode == _MANUAL_BODY:
+            framing = _LENGTH
+        else:
+            framing = self._framing()
+            if framing == _LENGTH:
+                length, _ = _framing_headers(msg.headers)
+                self._remaining = (length or 0) - collector.wire_size
         if framing == _LENGTH and nbytes <= self._remaining:
             self._mark_gap(msg)
             collector.skip(nbytes)
@@ -534,7 +620,7 @@ class _MessageParser:
         if "gap" not in msg.problems:
             msg.problems.append("gap")
 
-    def _on_upgrade(self, rest: bytes, ts_ns: int) -> None:
+    def _on_upgrade(self, rest: bytes, ts_ns: int) -> Chunks | None:
         raise NotImplementedError
 
     # ---- message life cycle --------------------------------------------------------
@@ -543,24 +629,40 @@ class _MessageParser:
         self._in_msg = False
         self._msg: HttpRequest | HttpResponse | None = None
         self._body: BodyCollector | None = None
-        self._framing = _NO_BODY
-        self._remaining = 0
+        self._remaining = 0  # Content-Length bytes still due, counted by hand after a gap
         self._start_ts = 0
-        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._raw_names: list[bytes] = []
+        self._raw_values: list[bytes] = []
 
-    def _decoded_headers(self) -> list[tuple[str, str]]:
-        return [
-            (name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in self._raw_headers
-        ]
+    def _framing(self) -> int:
+        """How the body of the message in progress ends (llhttp frames; this is for gaps/close)."""
+        msg = self._msg
+        if msg is None:
+            return _NO_BODY
+        length, chunked = _framing_headers(msg.headers)
+        if chunked:
+            return _CHUNKED
+        if length is not None:
+            return _LENGTH
+        return _UNTIL_CLOSE if isinstance(msg, HttpResponse) else _NO_BODY
 
-    def _start_body(self, framing: int, length: int | None, encoding: str | None, sse: bool) -> None:
-        """Set framing for the message whose head was just parsed."""
-        if framing == _LENGTH and not length:
-            framing = _NO_BODY
-        self._framing = framing
-        self._remaining = length or 0
-        if framing != _NO_BODY:
-            self._body = BodyCollector(self._max_body, make_decoder(encoding), SseParser() if sse else None)
+    def _new_collector(self) -> BodyCollector:
+        """Body state, made at the first body byte (many messages have no body)."""
+        msg = self._msg
+        if msg is None:  # cannot happen: llhttp sends a body only after a head
+            return BodyCollector(self._max_body, None, None)
+        encoding: str | None = None
+        ctype = ""
+        for name, value in msg.headers:
+            if name == "content-encoding":
+                encoding = value if encoding is None else f"{encoding}, {value}"
+            elif name == "content-type" and not ctype:
+                ctype = value
+        sse = None
+        if ctype and isinstance(msg, HttpResponse) and _is_event_stream(ctype):
+            sse = SseParser(max_event_bytes=self._max_body)
+            self._sse_budget = self._max_body
+        return BodyCollector(self._max_body, make_decoder(encoding) if encoding else None, sse)
 
     def _finish(self, ts_ns: int, problem: str | None = None) -> None:
         """The message in progress ended (complete when ``problem`` is None)."""
@@ -579,7 +681,7 @@ class _MessageParser:
             if collector.problem is not None:
                 msg.problems.append(collector.problem)
             if events:
-                self._deliver_events(events, msg, collector.capped)
+                self._deliver_events(events, msg)
         msg.end_ts_ns = ts_ns
         if problem is not None:
             self._mark_incomplete(msg, problem)
@@ -587,12 +689,12 @@ class _MessageParser:
 
     # ---- hooks ----------------------------------------------------------------------
 
+    _sink: RequestSink | ResponseSink
+
     def _new_parser(self) -> httptools.HttpRequestParser | httptools.HttpResponseParser:
         raise NotImplementedError
 
-    def _deliver_events(
-        self, events: list[SseEvent], msg: HttpRequest | HttpResponse | None, capped: bool
-    ) -> None:
+    def _deliver_events(self, events: list[SseEvent], msg: HttpRequest | HttpResponse | None) -> None:
         """SSE events completed by the body (responses only)."""
 
     def _mark_incomplete(self, msg: HttpRequest | HttpResponse, problem: str) -> None:
@@ -603,6 +705,10 @@ class _MessageParser:
 
     def _lost_start(self) -> None:
         """A message began but its head never made it (lost or malformed)."""
+
+    def _bad_start(self, exc: HttpParserError) -> bool:
+        """True when llhttp failed on the very first bytes: not a message start at all."""
+        raise NotImplementedError
 
     def _on_resync(self) -> None:
         raise NotImplementedError
@@ -631,7 +737,12 @@ class RequestParser(_MessageParser):
         return parser
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # (the shared part is repeated, not called through super(): this runs per message)
+        self._in_msg = True
+        self._begins += 1
+        self._start_ts = self._ts
+        self._raw_names = []
+        self._raw_values = []
         self._url = b""
 
     def on_url(self, url: bytes) -> None:
@@ -640,27 +751,23 @@ class RequestParser(_MessageParser):
     def on_headers_complete(self) -> None:
         parser = self._parser
         assert parser is not None
-        headers = self._decoded_headers()
-        length, chunked, encoding, _ = _scan_headers(headers)
         request = HttpRequest(
             method=parser.get_method().decode("ascii", "replace"),
             target=self._url.decode("latin-1"),
             version=parser.get_http_version(),
-            headers=headers,
+            headers=decode_headers(self._raw_names, self._raw_values),
             body=b"",
             start_ts_ns=self._start_ts,
             end_ts_ns=self._ts,
         )
         self._msg = request
-        framing = _CHUNKED if chunked else (_LENGTH if length else _NO_BODY)
-        self._start_body(framing, length, encoding, sse=False)
         self._sink.request_head(request)
 
-    def _on_upgrade(self, rest: bytes, ts_ns: int) -> None:
+    def _on_upgrade(self, rest: bytes, ts_ns: int) -> Chunks | None:
         # The request asked for an upgrade (or is a CONNECT); whether it happens is the
         # response's call. Until then, keep parsing requests after it.
         self._parser = self._new_parser()
-        self.feed(rest, ts_ns)
+        return [(ts_ns, rest)] if rest else None
 
     def _mark_incomplete(self, msg: HttpRequest | HttpResponse, problem: str) -> None:
         msg.truncated = True
@@ -677,6 +784,9 @@ class RequestParser(_MessageParser):
     def _count_parse_error(self) -> None:
         self._sink.parse_error()
 
+    def _bad_start(self, exc: HttpParserError) -> bool:
+        return isinstance(exc, HttpParserInvalidMethodError)
+
 
 class ResponseParser(_MessageParser):
     """Responses of one stream (the client's reads, or a server's writes).
@@ -692,16 +802,24 @@ class ResponseParser(_MessageParser):
     _start_re = _RESPONSE_START_RE
     _max_partial_line = 512
 
-    __slots__ = ("_bodyless_method", "_interim", "_reason", "_scan_from", "_sink", "_status")
+    __slots__ = ("_bodyless_method", "_head_tail", "_interim", "_reason", "_scan_from", "_sink", "_status")
 
     def __init__(self, sink: ResponseSink, max_body_bytes: int) -> None:
         self._sink = sink
         self._reason = b""
         self._interim = False
         self._bodyless_method: str | None = None
-        self._scan_from = 0
+        self._scan_from = 0  # bytes of a bodyless head collected so far
+        self._head_tail = b""  # their last 3 bytes (a blank line may straddle chunks)
         self._status = 0  # status of the last final response head
         super().__init__(max_body_bytes)
+
+    def rebind(self, sink: RequestSink | ResponseSink) -> None:
+        super().rebind(sink)
+        self._bodyless_method = None
+        self._interim = False
+        self._status = 0
+        self._scan_from = 0
 
     def _new_parser(self) -> httptools.HttpResponseParser:
         parser = httptools.HttpResponseParser(self)
@@ -711,7 +829,11 @@ class ResponseParser(_MessageParser):
     # ---- llhttp callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        self._in_msg = True
+        self._begins += 1
+        self._start_ts = self._ts
+        self._raw_names = []
+        self._raw_values = []
         self._reason = b""
         self._interim = False
 
@@ -726,51 +848,38 @@ class ResponseParser(_MessageParser):
             self._interim = True  # 100 Continue, 103 Early Hints...: not the answer
             return
         self._status = status
-        headers = self._decoded_headers()
-        length, chunked, encoding, ctype = _scan_headers(headers)
         response = HttpResponse(
             status=status,
             reason=self._reason.decode("latin-1"),
             version=parser.get_http_version(),
-            headers=headers,
+            headers=decode_headers(self._raw_names, self._raw_values),
             body=b"",
             start_ts_ns=self._start_ts,
             end_ts_ns=self._ts,
         )
         self._msg = response
-        if self._bodyless_method is not None or status in (101, 204, 304):
-            framing = _NO_BODY
-        elif chunked:
-            framing = _CHUNKED
-        elif length is not None:
-            framing = _LENGTH
-        else:
-            framing = _UNTIL_CLOSE
-        self._start_body(framing, length, encoding, sse=_is_event_stream(ctype))
         self._sink.response_head(response)
 
     def on_message_complete(self) -> None:
         if self._interim:
             self._reset_message()
             return
-        super().on_message_complete()
+        self._finish(self._ts)
 
     # ---- feeding ----------------------------------------------------------------------
 
-    def _feed_normal(self, data: bytes, ts_ns: int) -> None:
+    def _feed_normal(self, data: bytes, ts_ns: int) -> Chunks | None:
         if self._sink.bodyless_pending():
-            self._feed_careful(data, ts_ns)
-        else:
-            self._feed_llhttp(data, ts_ns)
+            return self._feed_careful(data, ts_ns)
+        return self._feed_llhttp(data, ts_ns)
 
-    def _feed_careful(self, data: bytes, ts_ns: int) -> None:
+    def _feed_careful(self, data: bytes, ts_ns: int) -> Chunks | None:
         """Feed llhttp piece by piece so that a bodyless answer's head can be caught."""
         pos = 0
         end = len(data)
         while pos < end:
             if self._mode != _NORMAL:
-                self.feed(data[pos:], ts_ns)
-                return
+                return [(ts_ns, data[pos:])]
             if not self._in_msg:
                 method = self._sink.next_request_method(ts_ns)
                 if method in _BODYLESS_METHODS:
@@ -778,11 +887,14 @@ class ResponseParser(_MessageParser):
                     self._mode = _HEAD_ONLY
                     self._pending = []
                     self._scan_from = 0
-                    self._feed_head_only(data[pos:], ts_ns)
-                    return
+                    self._head_tail = b""
+                    return [(ts_ns, data[pos:])]
             cut = self._next_boundary(data, pos + 1)
-            self._feed_llhttp(data[pos:cut], ts_ns)
+            more = self._feed_llhttp(data[pos:cut], ts_ns)
             pos = cut
+            if more:
+                return [*more, (ts_ns, data[pos:])] if pos < end else more
+        return None
 
     @staticmethod
     def _next_boundary(data: bytes, start: int) -> int:
@@ -796,34 +908,40 @@ class ResponseParser(_MessageParser):
                 return end - size
         return end
 
-    def _feed_head_only(self, data: bytes, ts_ns: int) -> None:
+    def _feed_head_only(self, data: bytes, ts_ns: int) -> Chunks | None:
         """Collect a bodyless response's head; parse it alone, then go on after it."""
         self._last_ts = ts_ns
         self._pending.append((ts_ns, data))
-        buf = _join(self._pending)
-        end = buf.find(b"\r\n\r\n", max(0, self._scan_from - 3))
-        if end < 0:
-            self._scan_from = len(buf)
-            if len(buf) > _MAX_HEAD_BYTES:
+        # look for the blank line in the new bytes (and the 3 before): never rescan
+        seen = self._scan_from
+        tail = self._head_tail
+        window = tail + data
+        found = window.find(b"\r\n\r\n")
+        self._scan_from = seen + len(data)
+        self._head_tail = window[-3:]
+        if found < 0:
+            if self._scan_from > _MAX_HEAD_BYTES:
                 self._count_parse_error()
                 self._lost_start()
                 self.start_resync()
-            return
+            return None
+        end = seen - len(tail) + found
         head, rest = _split_chunks(self._pending, end + 4)
         self._pending = []
         self._mode = _NORMAL
         self._parser = self._new_parser()
         self._status = 0
         method = self._bodyless_method
-        for chunk_ts, chunk in head:
-            if self._mode != _NORMAL:
+        leftover: Chunks = []
+        for index, (chunk_ts, chunk) in enumerate(head):
+            more = self._feed_llhttp(chunk, chunk_ts)
+            if more or self._mode != _NORMAL:  # the head was malformed: resync over the rest
+                leftover = [*(more or []), *head[index + 1 :]]
                 break
-            self._feed_llhttp(chunk, chunk_ts)
         self._bodyless_method = None
-        if self._mode == _NORMAL:
+        if not leftover and self._mode == _NORMAL:
             self._end_bodyless_head(method, head[-1][0])
-        for chunk_ts, chunk in rest:
-            self.feed(chunk, chunk_ts)
+        return leftover + rest
 
     def _end_bodyless_head(self, method: str | None, ts_ns: int) -> None:
         """After a head parsed alone: the message ends here, whatever llhttp expects."""
@@ -841,20 +959,25 @@ class ResponseParser(_MessageParser):
 
     # ---- hooks --------------------------------------------------------------------
 
-    def _on_upgrade(self, rest: bytes, ts_ns: int) -> None:
+    def _on_upgrade(self, rest: bytes, ts_ns: int) -> Chunks | None:
         # 101 Switching Protocols: llhttp already finished the response.
         self.stop()
         self._sink.upgraded()
+        return None
 
-    def _deliver_events(
-        self, events: list[SseEvent], msg: HttpRequest | HttpResponse | None, capped: bool
-    ) -> None:
+    def _deliver_events(self, events: list[SseEvent], msg: HttpRequest | HttpResponse | None) -> None:
         if not isinstance(msg, HttpResponse):
             return
         sink = self._sink
         for event in events:
-            if not capped:  # past the body cap events still stream out, but are not stored
+            # Every event streams out; response.sse_events keeps them while their data fits
+            # in max_body_bytes, then stops (memory stays bounded on endless streams).
+            size = len(event.data)
+            if size <= self._sse_budget:
+                self._sse_budget -= size
                 msg.sse_events.append(event)
+            else:
+                self._sse_budget = -1
             sink.response_event(msg, event)
 
     def _mark_incomplete(self, msg: HttpRequest | HttpResponse, problem: str) -> None:
@@ -869,6 +992,9 @@ class ResponseParser(_MessageParser):
 
     def _lost_start(self) -> None:
         self._sink.response_lost()
+
+    def _bad_start(self, exc: HttpParserError) -> bool:
+        return "Expected HTTP/" in str(exc)  # llhttp's reason for a bad protocol token
 
     def _on_resync(self) -> None:
         self._sink.response_resync()
