@@ -61,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=8)
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="oisp-bench-"))
@@ -71,6 +71,7 @@ def main() -> None:
         off: list[int] = []
         on: list[int] = []
         captured = total = 0
+        paired_added: list[float] = []
         for rnd in range(args.rounds):
             base = run_client(fake, args.requests, args.warmup)
             off += base["lat_ns"]  # type: ignore[arg-type]
@@ -90,6 +91,7 @@ def main() -> None:
             )
             captured += paired
             total += args.requests + args.warmup
+            paired_added.append(pct(result["lat_ns"], 0.5) - pct(base["lat_ns"], 0.5))  # type: ignore[arg-type]
             print(
                 f"round {rnd + 1}: median off {pct(base['lat_ns'], 0.5):.0f} us, "  # type: ignore[arg-type]
                 f"on {pct(result['lat_ns'], 0.5):.0f} us; captured {paired}/{args.requests + args.warmup}; "  # type: ignore[arg-type]
@@ -107,6 +109,10 @@ def main() -> None:
                 "median_us_off": round(m_off, 1),
                 "median_us_on": round(m_on, 1),
                 "median_added_us": round(m_on - m_off, 1),
+                # Robust to drift of the machine between rounds: the median of each round's
+                # (on - off) difference of medians.
+                "median_of_round_differences_us": round(statistics.median(paired_added), 1),
+                "round_differences_us": [round(d, 1) for d in paired_added],
                 "p90_us_off": round(pct(off, 0.9), 1),
                 "p90_us_on": round(pct(on, 0.9), 1),
                 "captured_pairs": captured,
