@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 #include "oisp_records.h"
 
@@ -327,37 +328,177 @@ int BPF_KPROBE(oisp_ssl_free, void *ssl)
 	return 0;
 }
 
+/* Per-CPU scratch for exec records (arguments up to 4 KiB do not fit the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct oisp_exec_event);
+} oisp_exec_scratch SEC(".maps");
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(oisp_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
+	__u32 zero = 0;
+	struct oisp_exec_event *ev = bpf_map_lookup_elem(&oisp_exec_scratch, &zero);
+	if (!ev)
+		return 0;
+	__u64 uid_gid = bpf_get_current_uid_gid();
+	ev->hdr.kind = OISP_REC_PROC_EXEC;
+	ev->hdr.flags = 0;
+	ev->hdr.pid = BPF_CORE_READ(p, tgid);
+	ev->hdr.tid = BPF_CORE_READ(p, pid);
+	ev->hdr.ppid = BPF_CORE_READ(p, real_parent, tgid);
+	ev->hdr.uid = (__u32)uid_gid;
+	ev->hdr.gid = uid_gid >> 32;
+	ev->hdr.ts_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(&ev->hdr.comm, sizeof(ev->hdr.comm));
+
+	/* The new image's argument block: NUL-separated strings in user memory. */
+	struct mm_struct *mm = BPF_CORE_READ(p, mm);
+	__u64 arg_start = BPF_CORE_READ(mm, arg_start);
+	__u64 arg_end = BPF_CORE_READ(mm, arg_end);
+	__u64 args_len = arg_end > arg_start ? arg_end - arg_start : 0;
+	if (args_len > OISP_ARGS_MAX) {
+		args_len = OISP_ARGS_MAX;
+		ev->hdr.flags |= OISP_FLAG_TRUNCATED;
+	}
+	barrier_var(args_len);
+	if (args_len > OISP_ARGS_MAX)
+		return 0;
+	if (args_len && bpf_probe_read_user(ev->buf, args_len, (const void *)arg_start) != 0)
+		args_len = 0;
+	ev->hdr.args_len = args_len;
+
+	long name_len = bpf_probe_read_kernel_str(&ev->buf[args_len], OISP_FILENAME_MAX,
+						  BPF_CORE_READ(bprm, filename));
+	if (name_len < 1)
+		name_len = 1;
+	ev->hdr.filename_len = name_len - 1; /* without the NUL */
+
+	__u64 size = sizeof(ev->hdr) + args_len + (name_len - 1);
+	barrier_var(size);
+	if (size > sizeof(*ev))
+		return 0;
+	/* Wake user space now: it reads /proc/PID (cwd, and to probe new TLS copies) while
+	 * the new image is still alive, which short-lived commands would otherwise outrun. */
+	if (bpf_ringbuf_output(&oisp_events, ev, size, BPF_RB_FORCE_WAKEUP) != 0)
+		count(OISP_CNT_EVENTS_LOST, 1);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(oisp_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct oisp_config *cfg = oisp_cfg();
+	if (!cfg || !cfg->process_events)
+		return 0;
+	__u32 tgid = BPF_CORE_READ(child, tgid);
+	if (BPF_CORE_READ(child, pid) != tgid)
+		return 0; /* a new thread, not a new process */
 	struct oisp_ctl_event ev = {
-		.kind = OISP_REC_PROC_EXEC,
-		.pid = BPF_CORE_READ(p, tgid),
-		.tid = BPF_CORE_READ(p, pid),
-		.ppid = BPF_CORE_READ(p, real_parent, tgid),
+		.kind = OISP_REC_PROC_FORK,
+		.pid = tgid,
+		.tid = tgid,
+		.ppid = BPF_CORE_READ(parent, tgid),
 		.ts_ns = bpf_ktime_get_ns(),
 	};
 	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
-	/* Wake user space now: it reads /proc/PID while the new image is still alive,
-	 * which short-lived commands (curl) would otherwise outrun. */
-	emit_ctl(&ev, BPF_RB_FORCE_WAKEUP);
+	if (bpf_ringbuf_output(&oisp_events, &ev, sizeof(ev), wakeup_flags()) != 0)
+		count(OISP_CNT_EVENTS_LOST, 1);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(oisp_process_exit, struct task_struct *p)
+int BPF_PROG(oisp_process_exit, struct task_struct *p, bool group_dead)
 {
+	if (!group_dead)
+		return 0; /* other threads of the process live on */
 	__u32 tgid = BPF_CORE_READ(p, tgid);
-	if (BPF_CORE_READ(p, pid) != tgid)
-		return 0; /* a thread, not the process */
 	struct oisp_ctl_event ev = {
 		.kind = OISP_REC_PROC_EXIT,
 		.pid = tgid,
-		.tid = tgid,
+		.tid = BPF_CORE_READ(p, pid),
 		.ts_ns = bpf_ktime_get_ns(),
-		.exit_code = BPF_CORE_READ(p, exit_code),
+		.exit_code = BPF_CORE_READ(p, signal, group_exit_code) ?: BPF_CORE_READ(p, exit_code),
+		.start_ns = BPF_CORE_READ(p, group_leader, start_time),
 	};
 	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
 	emit_ctl(&ev, wakeup_flags());
+	return 0;
+}
+
+/* Outgoing TCP connections. The move to SYN_SENT happens inside connect(), in the
+ * caller's context (pid known, ports maybe not yet); the move out of SYN_SENT happens in
+ * softirq context (4-tuple known, pid not): remember the first, report at the second. */
+struct connect_start {
+	__u64 ts_ns;
+	__u32 pid;
+	__u32 tid;
+	__u32 uid;
+	char comm[OISP_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct connect_start);
+} oisp_connecting SEC(".maps");
+
+#define OISP_TCP_ESTABLISHED 1
+#define OISP_TCP_SYN_SENT 2
+#define OISP_TCP_CLOSE 7
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(oisp_inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	__u64 key = (__u64)sk;
+	if (newstate == OISP_TCP_SYN_SENT) {
+		struct oisp_config *cfg = oisp_cfg();
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+		if (!cfg || !cfg->network_events || cfg->self_pid == pid_tgid >> 32)
+			return 0;
+		struct connect_start start = {
+			.ts_ns = bpf_ktime_get_ns(),
+			.pid = pid_tgid >> 32,
+			.tid = (__u32)pid_tgid,
+			.uid = (__u32)bpf_get_current_uid_gid(),
+		};
+		bpf_get_current_comm(&start.comm, sizeof(start.comm));
+		bpf_map_update_elem(&oisp_connecting, &key, &start, BPF_ANY);
+		return 0;
+	}
+	if (oldstate != OISP_TCP_SYN_SENT)
+		return 0;
+	struct connect_start *start = bpf_map_lookup_elem(&oisp_connecting, &key);
+	if (!start)
+		return 0;
+	struct oisp_net_event ev = {
+		.kind = OISP_REC_NET_CONNECT,
+		.pid = start->pid,
+		.tid = start->tid,
+		.uid = start->uid,
+		.ts_ns = start->ts_ns,
+		.done_ns = bpf_ktime_get_ns(),
+		.success = newstate == OISP_TCP_ESTABLISHED,
+	};
+	__builtin_memcpy(ev.comm, start->comm, sizeof(ev.comm));
+	bpf_map_delete_elem(&oisp_connecting, &key);
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ev.family = family;
+	ev.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == 2 /* AF_INET */) {
+		BPF_CORE_READ_INTO(&ev.saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(&ev.daddr, sk, __sk_common.skc_daddr);
+	} else if (family == 10 /* AF_INET6 */) {
+		BPF_CORE_READ_INTO(&ev.saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&ev.daddr, sk, __sk_common.skc_v6_daddr);
+	}
+	if (bpf_ringbuf_output(&oisp_events, &ev, sizeof(ev), wakeup_flags()) != 0)
+		count(OISP_CNT_EVENTS_LOST, 1);
 	return 0;
 }

@@ -24,7 +24,9 @@ enum oisp_record_kind {
 	OISP_REC_DATA = 1,	 /* plaintext of one TLS call (or one chunk of it) */
 	OISP_REC_CONN_CLOSE = 2, /* SSL_free: the SSL* may be reused for a new connection */
 	OISP_REC_PROC_EXIT = 3,	 /* a thread group leader exited */
-	OISP_REC_PROC_EXEC = 4,	 /* execve succeeded: rescan the process for TLS libraries */
+	OISP_REC_PROC_EXEC = 4,	 /* execve succeeded (struct oisp_exec_hdr + args + filename) */
+	OISP_REC_PROC_FORK = 5,	 /* a new process (not a thread) was created */
+	OISP_REC_NET_CONNECT = 6, /* an outgoing TCP connection was established or failed */
 };
 
 enum oisp_direction {
@@ -69,11 +71,56 @@ struct oisp_ctl_event {
 	__u16 flags;
 	__u32 pid;
 	__u32 tid;
-	__u32 ppid;	/* exec only */
+	__u32 ppid;	/* fork: the parent */
 	__u64 ts_ns;
 	__u64 conn_id;	/* conn close only */
 	__s32 exit_code; /* exit only: the raw wait status (task->exit_code) */
 	__u32 pad;
+	__u64 start_ns;	/* exit only: when the process started (CLOCK_MONOTONIC) */
+	char comm[OISP_COMM_LEN];
+};
+
+/* Bytes of the command line and of the executable path an exec record carries. */
+#define OISP_ARGS_MAX 4096
+#define OISP_FILENAME_MAX 256
+
+/* Header of an exec record; `args_len` bytes of NUL-separated arguments follow, then
+ * `filename_len` bytes of the executable path (no NUL). */
+struct oisp_exec_hdr {
+	__u16 kind;	/* OISP_REC_PROC_EXEC */
+	__u16 flags;	/* OISP_FLAG_TRUNCATED when the arguments were cut */
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 gid;
+	__u64 ts_ns;
+	__u32 args_len;
+	__u32 filename_len;
+	char comm[OISP_COMM_LEN];
+};
+
+struct oisp_exec_event {
+	struct oisp_exec_hdr hdr;
+	__u8 buf[OISP_ARGS_MAX + OISP_FILENAME_MAX];
+};
+
+/* An outgoing TCP connection: recorded when connect() leaves SYN_SENT. */
+struct oisp_net_event {
+	__u16 kind;	/* OISP_REC_NET_CONNECT */
+	__u16 flags;
+	__u32 pid;
+	__u32 tid;
+	__u32 uid;
+	__u64 ts_ns;	/* when connect() started */
+	__u64 done_ns;	/* when it was established or failed */
+	__u16 family;	/* AF_INET / AF_INET6 */
+	__u16 sport;	/* host byte order */
+	__u16 dport;
+	__u8 success;	/* 1 established, 0 failed or refused */
+	__u8 pad;
+	__u8 saddr[16];	/* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
 	char comm[OISP_COMM_LEN];
 };
 
@@ -88,13 +135,16 @@ enum oisp_counter {
 	OISP_CNT_CTL_LOST = 6,	     /* control records dropped: ring buffer full */
 	OISP_CNT_STASH_MISSES = 7,   /* a return probe found no entry stash */
 	OISP_CNT_SELF_SKIPPED = 8,   /* calls of the sensor's own process, ignored */
-	OISP_CNT__MAX = 9,
+	OISP_CNT_EVENTS_LOST = 9,    /* process/network records dropped: ring buffer full */
+	OISP_CNT__MAX = 10,
 };
 
 /* Configuration that user space writes into the `oisp_config` array after load. */
 struct oisp_config {
 	__u32 self_pid;	  /* never capture this process (the sensor itself) */
 	__u32 wakeup_bytes; /* wake the consumer only once this much data is waiting */
+	__u32 process_events; /* emit exec/fork records (exit and exec are always needed) */
+	__u32 network_events; /* emit connect records */
 };
 
 #endif /* OISP_RECORDS_H */

@@ -45,6 +45,9 @@ def _add_record_options(p: argparse.ArgumentParser) -> None:
         help="also probe this libssl or executable (repeatable)",
     )
     p.add_argument("--server-side", action="store_true", help="also report exchanges seen by local servers")
+    p.add_argument("--no-ssl", action="store_true", help="no TLS capture (no uprobes on OpenSSL)")
+    p.add_argument("--no-process", action="store_true", help="no process.exec/fork/exit events")
+    p.add_argument("--no-network", action="store_true", help="no network.connect events")
     p.add_argument("--status-file", metavar="PATH", help="where to publish live counters (for `status`)")
     p.add_argument(
         "--save-raw", metavar="PATH", help="also save the raw kernel records (replay with decode-raw)"
@@ -102,6 +105,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         capture["ssl_paths"] = args.ssl_path
     if args.server_side:
         capture["server_side"] = True
+    for flag in ("ssl", "process", "network"):
+        if getattr(args, f"no_{flag}", False):
+            capture[flag] = False
     if capture:
         over["capture"] = capture
     return over
@@ -163,6 +169,8 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
         poll_timeout_ms=cap.poll_interval_ms,
         extra_targets=list(cap.ssl_paths),
         ssl=cap.ssl,
+        process_events=cap.process,
+        network_events=cap.network,
     )
     status_path = args.status_file or os.path.join(STATUS_DIR, f"{os.getpid()}.json")
     sensor: Sensor | None = None
@@ -282,6 +290,7 @@ def cmd_decode_raw(args: argparse.Namespace) -> int:
     from .schema.envelope import Clock
 
     args.ssl_path, args.server_side, args.append = [], False, None
+    args.no_ssl = args.no_process = args.no_network = False
     config = _load(args)
     try:
         f = open(args.input, "rb")  # noqa: SIM115

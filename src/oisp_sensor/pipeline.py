@@ -22,13 +22,14 @@ import orjson
 from . import __version__
 from .capture.parse import MalformedRecord, parse_record
 from .capture.rawfile import RawWriter
-from .capture.records import DataRecord, ExecRecord, ProcessExitRecord
+from .capture.records import DataRecord, ExecRecord, ForkRecord, NetConnectRecord, ProcessExitRecord
 from .config import SensorConfig
 from .decode.ai_events import AiEventBuilder
 from .decode.connection import ConnectionTracker
 from .decode.providers.registry import ProviderRegistry
+from .decode.system_events import SystemEventBuilder
 from .enrich.host import host_context
-from .enrich.process import ProcessCache
+from .enrich.process import ProcessCache, ProcessInfo
 from .export.base import Exporter
 from .redact import Redactor
 from .schema.envelope import Clock, envelope
@@ -63,6 +64,9 @@ class Pipeline:
             report_server_side=config.capture.server_side,
         )
         self.builder = AiEventBuilder(registry, self.clock.new_event_id)
+        self.system = SystemEventBuilder(
+            self.clock.new_event_id, process=config.capture.process, network=config.capture.network
+        )
         self.redactor = Redactor(config.redaction.mode)
         self.idle_ns = int(config.capture.idle_timeout_s * 1e9)
         self.counts: dict[str, int] = {"records": 0, "malformed_records": 0, "events": 0, "errors": 0}
@@ -91,23 +95,50 @@ class Pipeline:
             self.process_record(record)
 
     def process_record(self, record: Any) -> None:
-        if isinstance(record, ExecRecord):
-            return  # the capture thread already took the /proc snapshot
         ts = record.ts_ns
         if ts > self._latest_ts:
             self._latest_ts = ts
-        if isinstance(record, DataRecord) and record.pid not in self._seen_pids:
-            self._first_sight(record)
+        if isinstance(record, DataRecord):
+            if record.pid not in self._seen_pids:
+                self._first_sight(record)
+            self._decode(record)
+        elif isinstance(record, ExecRecord):
+            self._emit_all(self.system.exec(record, self._exec_context(record)))
+        elif isinstance(record, ProcessExitRecord):
+            self._decode(record)  # finishes the exchanges of its connections first
+            self._emit_all(self.system.exit(record))
+            self._seen_pids.discard(record.pid)
+        elif isinstance(record, ForkRecord):
+            self._emit_all(self.system.fork(record))
+        elif isinstance(record, NetConnectRecord):
+            self._emit_all(self.system.connect(record))
+        else:
+            self._decode(record)
+
+    def _decode(self, record: Any) -> None:
         try:
-            outputs = self.tracker.feed(record)
-            for output in outputs:
+            for output in self.tracker.feed(record):
                 for event in self.builder.process(output):
                     self.emit(event)
         except Exception:  # a decoder bug must cost one exchange, not the sensor
             self.counts["errors"] += 1
             log.exception("internal error while decoding a record")
-        if isinstance(record, ProcessExitRecord):
-            self._seen_pids.discard(record.pid)
+
+    def _emit_all(self, events: list[SensorEvent]) -> None:
+        for event in events:
+            self.emit(event)
+
+    def _exec_context(self, record: ExecRecord) -> ProcessInfo:
+        """The process as the capture thread saw it at exec; the record fills what /proc lost."""
+        info = self.processes.get(record.pid, record.comm)
+        if not info.complete:
+            info.name = info.name or record.comm
+            info.exe = info.exe or record.filename
+            info.cmdline = info.cmdline or list(record.args)
+            info.ppid = info.ppid or record.ppid
+            info.uid = record.uid if info.uid < 0 else info.uid
+            info.gid = record.gid if info.gid < 0 else info.gid
+        return info
 
     def _first_sight(self, record: DataRecord) -> None:
         self._seen_pids.add(record.pid)
@@ -159,6 +190,7 @@ class Pipeline:
             "events_by_type": dict(self.events_by_type),
             "decode": self.tracker.counters.as_dict(),
             "ai": asdict(self.builder.counters),
+            "system": asdict(self.system.counters),
             "redaction": {
                 "mode": self.redactor.mode,
                 "events_redacted": self.redactor.events_redacted,

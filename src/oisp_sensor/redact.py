@@ -86,6 +86,8 @@ class Redactor:
         data = event.get("data")
         if not isinstance(data, dict):
             return event
+        if isinstance(data.get("args"), list):  # process.exec arguments: same as a command line
+            data["args"] = self._scrub_cmdline(data["args"])
         result = RedactionResult()
         originals: list[str] = []
         self._walk_content(data, result, originals)

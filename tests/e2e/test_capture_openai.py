@@ -277,7 +277,7 @@ def test_run_wraps_a_command(fake_provider: FakeProviderHandle, tmp_path: Path) 
     res = _run_sensor(fake_provider, ["run", "--output", str(out), "--", *inner])
     assert res.returncode == 0, res.stderr
     assert "capture attached" in res.stderr and "Traceback" not in res.stderr
-    events = [json.loads(line) for line in out.read_text().splitlines()]
+    events = ai_events([json.loads(line) for line in out.read_text().splitlines()])
     assert [e["event_type"] for e in events] == ["ai.request", "ai.response"]
     assert events[1]["data"]["choices"][0]["message"]["content"] == "Hello! You said: via run"
     # The command's exit code is the sensor's.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from oisp_sensor.capture import layout
-from oisp_sensor.capture.parse import CTL_EVENT, DATA_HDR
+from oisp_sensor.capture.parse import CTL_EVENT, DATA_HDR, EXEC_HDR, NET_EVENT
 
 HEADER = Path(__file__).resolve().parents[2] / "bpf" / "oisp_records.h"
 COMPILER = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
@@ -44,6 +44,10 @@ def _c_layout(tmp_path: Path) -> dict[str, int]:
         "OISP_REC_PROC_EXIT",
         "OISP_REC_PROC_EXEC",
         "OISP_FLAG_TRUNCATED",
+        "OISP_ARGS_MAX",
+        "OISP_FILENAME_MAX",
+        "OISP_REC_PROC_FORK",
+        "OISP_REC_NET_CONNECT",
     ):
         lines.append(f'printf("{name} %d\\n", (int){name});')
     lines += ["return 0; }"]
@@ -71,8 +75,14 @@ def test_ctypes_mirror_matches_header(tmp_path: Path) -> None:
     assert c["OISP_REC_CONN_CLOSE"] == layout.RecordKind.CONN_CLOSE
     assert c["OISP_REC_PROC_EXIT"] == layout.RecordKind.PROC_EXIT
     assert c["OISP_REC_PROC_EXEC"] == layout.RecordKind.PROC_EXEC
+    assert c["OISP_REC_PROC_FORK"] == layout.RecordKind.PROC_FORK
+    assert c["OISP_REC_NET_CONNECT"] == layout.RecordKind.NET_CONNECT
+    assert c["OISP_ARGS_MAX"] == layout.ARGS_MAX
+    assert c["OISP_FILENAME_MAX"] == layout.FILENAME_MAX
 
 
 def test_struct_parsers_match_ctypes() -> None:
     assert DATA_HDR.size == ctypes.sizeof(layout.DataHdr)
     assert CTL_EVENT.size == ctypes.sizeof(layout.CtlEvent)
+    assert EXEC_HDR.size == ctypes.sizeof(layout.ExecHdr)
+    assert NET_EVENT.size == ctypes.sizeof(layout.NetEvent)

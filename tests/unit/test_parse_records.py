@@ -6,9 +6,17 @@ import io
 
 import pytest
 
-from oisp_sensor.capture.parse import CTL_EVENT, DATA_HDR, MalformedRecord, parse_record
+from oisp_sensor.capture.parse import CTL_EVENT, DATA_HDR, EXEC_HDR, NET_EVENT, MalformedRecord, parse_record
 from oisp_sensor.capture.rawfile import RawFileError, RawWriter, read_raw
-from oisp_sensor.capture.records import ConnCloseRecord, DataRecord, Direction, ExecRecord, ProcessExitRecord
+from oisp_sensor.capture.records import (
+    ConnCloseRecord,
+    DataRecord,
+    Direction,
+    ExecRecord,
+    ForkRecord,
+    NetConnectRecord,
+    ProcessExitRecord,
+)
 
 
 def data_record(payload: bytes, offset: int = 0, direction: int = 0) -> bytes:
@@ -39,12 +47,55 @@ def test_data_record_roundtrip() -> None:
 
 
 def test_control_records() -> None:
-    close = parse_record(CTL_EVENT.pack(2, 0, 5, 6, 0, 99, 0xABC, 0, 0, b"node"))
+    close = parse_record(CTL_EVENT.pack(2, 0, 5, 6, 0, 99, 0xABC, 0, 0, 0, b"node"))
     assert close == ConnCloseRecord(pid=5, tid=6, ts_ns=99, conn_id=0xABC)
-    exit_ = parse_record(CTL_EVENT.pack(3, 0, 5, 5, 0, 100, 0, 256, 0, b"node"))
-    assert exit_ == ProcessExitRecord(pid=5, ts_ns=100, exit_code=256)
-    exec_ = parse_record(CTL_EVENT.pack(4, 0, 7, 7, 1, 101, 0, 0, 0, b"curl"))
-    assert exec_ == ExecRecord(pid=7, ppid=1, ts_ns=101, comm="curl")
+    exit_ = parse_record(CTL_EVENT.pack(3, 0, 5, 5, 0, 100, 0, 256, 0, 40, b"node"))
+    assert exit_ == ProcessExitRecord(pid=5, ts_ns=100, exit_code=256, start_ns=40, comm="node")
+    fork = parse_record(CTL_EVENT.pack(5, 0, 8, 8, 7, 102, 0, 0, 0, 0, b"bash"))
+    assert fork == ForkRecord(pid=8, ppid=7, ts_ns=102, comm="bash")
+    args, name = b"curl\0-s\0https://x\0", b"/usr/bin/curl"
+    hdr = EXEC_HDR.pack(4, 1, 7, 7, 1, 1000, 1000, 101, len(args), len(name), b"curl")
+    exec_ = parse_record(hdr + args + name)
+    assert exec_ == ExecRecord(
+        pid=7,
+        ppid=1,
+        ts_ns=101,
+        comm="curl",
+        tid=7,
+        uid=1000,
+        gid=1000,
+        filename="/usr/bin/curl",
+        args=["curl", "-s", "https://x"],
+        args_truncated=True,
+    )
+    with pytest.raises(MalformedRecord):
+        parse_record(hdr + args)  # the filename is missing
+    net = NET_EVENT.pack(
+        6,
+        0,
+        9,
+        9,
+        0,
+        10,
+        20,
+        2,
+        40000,
+        443,
+        1,
+        0,
+        bytes([127, 0, 0, 1]) + bytes(12),
+        bytes([10, 1, 2, 3]) + bytes(12),
+        b"python3",
+    )
+    conn = parse_record(net)
+    assert isinstance(conn, NetConnectRecord)
+    assert (conn.local_ip, conn.local_port, conn.remote_ip, conn.remote_port) == (
+        "127.0.0.1",
+        40000,
+        "10.1.2.3",
+        443,
+    )
+    assert conn.success and conn.done_ns == 20
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,8 @@ CHUNK_MAX = 16384
 MAX_CHUNKS = 64
 COMM_LEN = 16
 FLAG_TRUNCATED = 0x1
+ARGS_MAX = 4096
+FILENAME_MAX = 256
 
 
 class RecordKind(enum.IntEnum):
@@ -20,6 +22,8 @@ class RecordKind(enum.IntEnum):
     CONN_CLOSE = 2
     PROC_EXIT = 3
     PROC_EXEC = 4
+    PROC_FORK = 5
+    NET_CONNECT = 6
 
 
 class Counter(enum.IntEnum):
@@ -34,9 +38,10 @@ class Counter(enum.IntEnum):
     CTL_LOST = 6
     STASH_MISSES = 7
     SELF_SKIPPED = 8
+    EVENTS_LOST = 9
 
 
-COUNTER_SLOTS = 9
+COUNTER_SLOTS = 10
 
 
 class DataHdr(ctypes.Structure):
@@ -69,6 +74,43 @@ class CtlEvent(ctypes.Structure):
         ("conn_id", ctypes.c_uint64),
         ("exit_code", ctypes.c_int32),
         ("pad", ctypes.c_uint32),
+        ("start_ns", ctypes.c_uint64),
+        ("comm", ctypes.c_char * COMM_LEN),
+    ]
+
+
+class ExecHdr(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("ppid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("ts_ns", ctypes.c_uint64),
+        ("args_len", ctypes.c_uint32),
+        ("filename_len", ctypes.c_uint32),
+        ("comm", ctypes.c_char * COMM_LEN),
+    ]
+
+
+class NetEvent(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("ts_ns", ctypes.c_uint64),
+        ("done_ns", ctypes.c_uint64),
+        ("family", ctypes.c_uint16),
+        ("sport", ctypes.c_uint16),
+        ("dport", ctypes.c_uint16),
+        ("success", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8),
+        ("saddr", ctypes.c_uint8 * 16),
+        ("daddr", ctypes.c_uint8 * 16),
         ("comm", ctypes.c_char * COMM_LEN),
     ]
 
@@ -77,11 +119,21 @@ class Config(ctypes.Structure):
     _fields_ = [
         ("self_pid", ctypes.c_uint32),
         ("wakeup_bytes", ctypes.c_uint32),
+        ("process_events", ctypes.c_uint32),
+        ("network_events", ctypes.c_uint32),
     ]
 
 
 DATA_HDR_SIZE = ctypes.sizeof(DataHdr)
 CTL_EVENT_SIZE = ctypes.sizeof(CtlEvent)
+EXEC_HDR_SIZE = ctypes.sizeof(ExecHdr)
+NET_EVENT_SIZE = ctypes.sizeof(NetEvent)
 
 # Structs checked against the C header by the layout test: (C name, ctypes class).
-MIRRORED = [("oisp_data_hdr", DataHdr), ("oisp_ctl_event", CtlEvent), ("oisp_config", Config)]
+MIRRORED = [
+    ("oisp_data_hdr", DataHdr),
+    ("oisp_ctl_event", CtlEvent),
+    ("oisp_exec_hdr", ExecHdr),
+    ("oisp_net_event", NetEvent),
+    ("oisp_config", Config),
+]

@@ -25,7 +25,10 @@ from .targets import Target, TargetScanner
 
 log = logging.getLogger(__name__)
 
+# Always attached: exec and exit drive target discovery and connection lifecycle.
 TRACEPOINT_PROGRAMS = ("oisp_process_exec", "oisp_process_exit")
+FORK_PROGRAM = "oisp_process_fork"
+CONNECT_PROGRAM = "oisp_inet_sock_set_state"
 
 
 class CaptureError(RuntimeError):
@@ -67,6 +70,8 @@ class CaptureOptions:
     rescan_interval_s: float = 5.0
     extra_targets: list[str] = field(default_factory=list)  # more files to probe
     ssl: bool = True
+    process_events: bool = True  # fork records (exec and exit are always captured)
+    network_events: bool = True  # TCP connect records
 
 
 class KernelCapture:
@@ -123,7 +128,12 @@ class KernelCapture:
             raise CaptureError(f"cannot load the BPF programs into the kernel: {os.strerror(code)}{hint}")
         self.counters_fd = self.bpf.lib.bpf_map__fd(self._map("oisp_counters"))
         self._write_config()
-        for name in TRACEPOINT_PROGRAMS:
+        programs = list(TRACEPOINT_PROGRAMS)
+        if self.options.process_events:
+            programs.append(FORK_PROGRAM)
+        if self.options.network_events:
+            programs.append(CONNECT_PROGRAM)
+        for name in programs:
             link = self.bpf.lib.bpf_program__attach(self._program(name))
             if not link:
                 raise CaptureError(f"cannot attach {name}: {os.strerror(ctypes.get_errno())}")
@@ -153,7 +163,12 @@ class KernelCapture:
         return ptr
 
     def _write_config(self) -> None:
-        cfg = Config(self_pid=self.self_pid, wakeup_bytes=self.options.wakeup_bytes)
+        cfg = Config(
+            self_pid=self.self_pid,
+            wakeup_bytes=self.options.wakeup_bytes,
+            process_events=int(self.options.process_events),
+            network_events=int(self.options.network_events),
+        )
         key = ctypes.c_uint32(0)
         fd = self.bpf.lib.bpf_map__fd(self._map("oisp_config"))
         if self.bpf.lib.bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(cfg), 0) != 0:

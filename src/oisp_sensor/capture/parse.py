@@ -6,23 +6,30 @@ same code as live capture.
 
 from __future__ import annotations
 
+import socket
 import struct
 
-from .layout import CTL_EVENT_SIZE, DATA_HDR_SIZE, RecordKind
+from .layout import CTL_EVENT_SIZE, DATA_HDR_SIZE, EXEC_HDR_SIZE, NET_EVENT_SIZE, RecordKind
 from .records import (
     ConnCloseRecord,
     DataRecord,
     Direction,
     ExecRecord,
+    ForkRecord,
+    NetConnectRecord,
     ProcessExitRecord,
     RawRecord,
     Source,
 )
 
-# Must match struct oisp_data_hdr / oisp_ctl_event (checked by tests/unit/test_layout.py).
+# Must match the structs of bpf/oisp_records.h (checked by tests/unit/test_layout.py).
 DATA_HDR = struct.Struct("<HHIIIQQQIIBB6x16s")
-CTL_EVENT = struct.Struct("<HHIIIQQiI16s")
+CTL_EVENT = struct.Struct("<HHIIIQQiIQ16s")
+EXEC_HDR = struct.Struct("<HHIIIIIQII16s")
+NET_EVENT = struct.Struct("<HHIIIQQHHHBB16s16s16s")
 assert DATA_HDR.size == DATA_HDR_SIZE and CTL_EVENT.size == CTL_EVENT_SIZE
+assert EXEC_HDR.size == EXEC_HDR_SIZE and NET_EVENT.size == NET_EVENT_SIZE
+_TRUNCATED = 0x1
 
 _DIRECTIONS = (Direction.WRITE, Direction.READ)
 _SOURCES = (Source.OPENSSL, Source.SOCKET)
@@ -61,16 +68,75 @@ def parse_record(buf: bytes) -> RawRecord:
             comm=_comm(comm),
             source=_SOURCES[source],
         )
+    if kind == RecordKind.PROC_EXEC:
+        return _parse_exec(buf)
+    if kind == RecordKind.NET_CONNECT:
+        return _parse_connect(buf)
     if len(buf) < CTL_EVENT_SIZE:
         raise MalformedRecord(f"short control record of kind {kind}")
-    (_, _flags, pid, tid, ppid, ts_ns, conn_id, exit_code, _pad, comm) = CTL_EVENT.unpack_from(buf)
+    (_, _flags, pid, tid, ppid, ts_ns, conn_id, exit_code, _pad, start_ns, comm) = CTL_EVENT.unpack_from(buf)
     if kind == RecordKind.CONN_CLOSE:
         return ConnCloseRecord(pid=pid, tid=tid, ts_ns=ts_ns, conn_id=conn_id)
     if kind == RecordKind.PROC_EXIT:
-        return ProcessExitRecord(pid=pid, ts_ns=ts_ns, exit_code=exit_code)
-    if kind == RecordKind.PROC_EXEC:
-        return ExecRecord(pid=pid, ppid=ppid, ts_ns=ts_ns, comm=_comm(comm))
+        return ProcessExitRecord(
+            pid=pid, ts_ns=ts_ns, exit_code=exit_code, start_ns=start_ns, comm=_comm(comm)
+        )
+    if kind == RecordKind.PROC_FORK:
+        return ForkRecord(pid=pid, ppid=ppid, ts_ns=ts_ns, comm=_comm(comm))
     raise MalformedRecord(f"unknown record kind {kind}")
+
+
+def _parse_exec(buf: bytes) -> ExecRecord:
+    if len(buf) < EXEC_HDR_SIZE:
+        raise MalformedRecord("short exec record")
+    (_, flags, pid, tid, ppid, uid, gid, ts_ns, args_len, name_len, comm) = EXEC_HDR.unpack_from(buf)
+    if EXEC_HDR_SIZE + args_len + name_len > len(buf):
+        raise MalformedRecord("exec record lengths out of range")
+    raw_args = buf[EXEC_HDR_SIZE : EXEC_HDR_SIZE + args_len]
+    filename = buf[EXEC_HDR_SIZE + args_len : EXEC_HDR_SIZE + args_len + name_len]
+    args = [a.decode("utf-8", "replace") for a in raw_args.rstrip(b"\0").split(b"\0")] if raw_args else []
+    return ExecRecord(
+        pid=pid,
+        ppid=ppid,
+        ts_ns=ts_ns,
+        comm=_comm(comm),
+        tid=tid,
+        uid=uid,
+        gid=gid,
+        filename=filename.decode("utf-8", "replace"),
+        args=args,
+        args_truncated=bool(flags & _TRUNCATED),
+    )
+
+
+def _ip(family: int, raw: bytes) -> str:
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return ""
+
+
+def _parse_connect(buf: bytes) -> NetConnectRecord:
+    if len(buf) < NET_EVENT_SIZE:
+        raise MalformedRecord("short connect record")
+    (_, _flags, pid, tid, uid, ts_ns, done_ns, family, sport, dport, success, _pad, saddr, daddr, comm) = (
+        NET_EVENT.unpack_from(buf)
+    )
+    return NetConnectRecord(
+        pid=pid,
+        tid=tid,
+        uid=uid,
+        ts_ns=ts_ns,
+        done_ns=done_ns,
+        family=family,
+        local_ip=_ip(family, saddr),
+        local_port=sport,
+        remote_ip=_ip(family, daddr),
+        remote_port=dport,
+        success=bool(success),
+        comm=_comm(comm),
+    )
 
 
 def record_kind(buf: bytes) -> int:

@@ -7,7 +7,7 @@ replays into the same objects, so decoders never depend on the kernel being ther
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Direction(enum.IntEnum):
@@ -62,7 +62,9 @@ class ProcessExitRecord:
 
     pid: int
     ts_ns: int
-    exit_code: int = 0
+    exit_code: int = 0  # raw wait status: exit code << 8, or the terminating signal
+    start_ns: int = 0  # when the process started (CLOCK_MONOTONIC), 0 if unknown
+    comm: str = ""
 
 
 @dataclass(slots=True)
@@ -73,6 +75,40 @@ class ExecRecord:
     ppid: int
     ts_ns: int
     comm: str = ""
+    tid: int = 0
+    uid: int = -1
+    gid: int = -1
+    filename: str = ""  # the path given to execve
+    args: list[str] = field(default_factory=list)
+    args_truncated: bool = False
 
 
-RawRecord = DataRecord | ConnCloseRecord | ProcessExitRecord | ExecRecord
+@dataclass(slots=True)
+class ForkRecord:
+    """A new process (not a thread) was created by `ppid`."""
+
+    pid: int
+    ppid: int
+    ts_ns: int
+    comm: str = ""
+
+
+@dataclass(slots=True)
+class NetConnectRecord:
+    """An outgoing TCP connection left SYN_SENT: established (`success`) or failed."""
+
+    pid: int
+    tid: int
+    uid: int
+    ts_ns: int  # connect() started
+    done_ns: int  # established or failed
+    family: int  # socket.AF_INET / AF_INET6
+    local_ip: str
+    local_port: int
+    remote_ip: str
+    remote_port: int
+    success: bool
+    comm: str = ""
+
+
+RawRecord = DataRecord | ConnCloseRecord | ProcessExitRecord | ExecRecord | ForkRecord | NetConnectRecord

@@ -1,0 +1,121 @@
+"""Process and network records from the kernel -> process.* and network.connect events.
+
+Sans-IO like the rest of decode/: the /proc details the kernel record lacks (cwd) come
+in as a ProcessInfo looked up by the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..capture.records import ExecRecord, ForkRecord, NetConnectRecord, ProcessExitRecord
+from ..enrich.process import ProcessInfo
+from ..schema.events import (
+    NETWORK_CONNECT,
+    PROCESS_EXEC,
+    PROCESS_EXIT,
+    PROCESS_FORK,
+    Confidence,
+    SensorEvent,
+)
+
+# Remote ports on which a TCP connection is taken to carry TLS (a guess, said as such).
+TLS_PORTS = frozenset({443, 8443, 9443, 6443})
+
+
+@dataclass(slots=True)
+class SystemCounters:
+    process_exec: int = 0
+    process_fork: int = 0
+    process_exit: int = 0
+    network_connect: int = 0
+
+
+class SystemEventBuilder:
+    def __init__(self, id_factory: Callable[[int], str], process: bool = True, network: bool = True) -> None:
+        self.new_id = id_factory
+        self.process_enabled = process
+        self.network_enabled = network
+        self.counters = SystemCounters()
+
+    def _event(self, event_type: str, ts_ns: int, data: dict[str, Any], pid: int, tid: int = 0,
+               uid: int = -1, comm: str = "", reasons: list[str] | None = None) -> SensorEvent:  # fmt: skip
+        confidence = Confidence(completeness="partial", reasons=reasons) if reasons else Confidence()
+        return SensorEvent(
+            event_type=event_type,
+            event_id=self.new_id(ts_ns),
+            ts_ns=ts_ns,
+            data=data,
+            pid=pid,
+            tid=tid,
+            uid=uid,
+            comm=comm,
+            capture_method="ebpf_tracepoint",
+            capture_point="kernel",
+            confidence=confidence,
+        )
+
+    def exec(self, record: ExecRecord, info: ProcessInfo | None) -> list[SensorEvent]:
+        if not self.process_enabled:
+            return []
+        self.counters.process_exec += 1
+        exe = info.exe if info and info.exe else record.filename
+        data: dict[str, Any] = {
+            "pid": record.pid,
+            "ppid": record.ppid,
+            "exe": exe,
+            "args": record.args[1:],
+            "argv0": record.args[0] if record.args else "",
+            "cwd": info.cwd if info else "",
+            "uid": record.uid,
+            "gid": record.gid,
+            "comm": record.comm,
+        }
+        if record.filename and record.filename != exe:
+            data["filename"] = record.filename
+        reasons = ["args_truncated"] if record.args_truncated else []
+        if not data["cwd"]:
+            reasons.append("cwd_unknown")
+        return [self._event(PROCESS_EXEC, record.ts_ns, data, record.pid, record.tid, record.uid, record.comm,
+                            reasons)]  # fmt: skip
+
+    def fork(self, record: ForkRecord) -> list[SensorEvent]:
+        if not self.process_enabled:
+            return []
+        self.counters.process_fork += 1
+        data = {"pid": record.pid, "ppid": record.ppid, "parent_comm": record.comm}
+        return [self._event(PROCESS_FORK, record.ts_ns, data, record.pid, comm=record.comm)]
+
+    def exit(self, record: ProcessExitRecord) -> list[SensorEvent]:
+        if not self.process_enabled:
+            return []
+        self.counters.process_exit += 1
+        status = record.exit_code
+        data: dict[str, Any] = {"pid": record.pid}
+        if status & 0x7F:  # killed by a signal (wait status semantics)
+            data["signal"] = status & 0x7F
+            data["exit_code"] = 128 + (status & 0x7F)
+        else:
+            data["exit_code"] = (status >> 8) & 0xFF
+        if record.start_ns and record.ts_ns >= record.start_ns:
+            data["runtime_ms"] = round((record.ts_ns - record.start_ns) / 1e6, 3)
+        return [self._event(PROCESS_EXIT, record.ts_ns, data, record.pid, comm=record.comm)]
+
+    def connect(self, record: NetConnectRecord) -> list[SensorEvent]:
+        if not self.network_enabled:
+            return []
+        self.counters.network_connect += 1
+        data = {
+            "local": {"ip": record.local_ip, "port": record.local_port},
+            "remote": {"ip": record.remote_ip, "port": record.remote_port},
+            "protocol": "tcp",
+            "family": "ipv6" if record.family == 10 else "ipv4",
+            "tls": record.remote_port in TLS_PORTS,
+            "success": record.success,
+            "connect_ms": round(max(0, record.done_ns - record.ts_ns) / 1e6, 3),
+        }
+        return [
+            self._event(NETWORK_CONNECT, record.ts_ns, data, record.pid, record.tid, record.uid, record.comm)
+        ]

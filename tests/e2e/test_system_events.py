@@ -1,0 +1,124 @@
+"""Process and network events from the real kernel: a process tree that forks and execs,
+exit codes and signals, and outgoing TCP connections (established and refused)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.fixtures import FakeProviderHandle
+from tests.support.sensor import RunningSensor
+
+pytestmark = pytest.mark.kernel
+
+TREE = r"""
+import os, sys, json, socket, time
+pid = os.fork()
+if pid == 0:
+    os.execv("/bin/sh", ["sh", "-c", "exit 3"])
+_, status = os.waitpid(pid, 0)
+child2 = os.fork()
+if child2 == 0:
+    time.sleep(5)
+    os._exit(0)
+os.kill(child2, 9)
+os.waitpid(child2, 0)
+s = socket.socket()
+try:
+    s.connect(("127.0.0.1", 9))  # nothing listens: refused
+except OSError:
+    pass
+s2 = socket.create_connection(("api.openai.com", 443))
+local = s2.getsockname()
+s2.close()
+print(json.dumps({"pid": os.getpid(), "child": pid, "child2": child2, "local_port": local[1]}))
+"""
+
+
+def _of(events: list[dict[str, Any]], event_type: str, pid: int) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in events
+        if e["event_type"] == event_type and e["data"].get("pid", e["process"]["pid"]) == pid
+    ]
+
+
+@pytest.fixture(scope="module")
+def tree(fake_provider: FakeProviderHandle, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("system") / "events.jsonl"
+    with RunningSensor(out) as sensor:
+        res = fake_provider.run([sys.executable, "-c", TREE, "tree-marker"], timeout=60)
+        assert res.returncode == 0, res.stderr
+    return {
+        "ids": json.loads(res.stdout.strip().splitlines()[-1]),
+        "events": sensor.events(),
+        "sensor": sensor,
+    }
+
+
+def test_exec_of_the_script_has_args_and_cwd(tree: dict[str, Any]) -> None:
+    pid = tree["ids"]["pid"]
+    # `ip netns exec NAME python ...` execs twice in one pid: first `ip`, then python.
+    execs = _of(tree["events"], "process.exec", pid)
+    assert [e["data"]["argv0"] for e in execs][0] == "ip"
+    execs = execs[1:]
+    assert len(execs) == 1
+    data = execs[0]["data"]
+    assert data["exe"] == str(Path(sys.executable).resolve()) or data["exe"].endswith("python3.11")
+    assert data["args"][-1] == "tree-marker" and data["args"][0] == "-c"
+    assert data["cwd"] and data["ppid"] > 0
+    assert execs[0]["source"]["capture_point"] == "kernel"
+    assert execs[0]["process"]["pid"] == pid
+
+
+def test_fork_exec_and_exit_code_of_the_child(tree: dict[str, Any]) -> None:
+    pid, child = tree["ids"]["pid"], tree["ids"]["child"]
+    forks = _of(tree["events"], "process.fork", child)
+    assert len(forks) == 1 and forks[0]["data"]["ppid"] == pid
+    execs = _of(tree["events"], "process.exec", child)
+    assert len(execs) == 1
+    assert execs[0]["data"]["exe"] in ("/bin/sh", "/usr/bin/dash", "/bin/dash")
+    assert execs[0]["data"]["args"] == ["-c", "exit 3"]
+    exits = _of(tree["events"], "process.exit", child)
+    assert len(exits) == 1 and exits[0]["data"]["exit_code"] == 3
+    assert exits[0]["data"]["runtime_ms"] >= 0
+    # Order: fork, exec, exit.
+    order = [
+        e["event_id"]
+        for e in tree["events"]
+        if e["data"].get("pid") == child and e["event_type"].startswith("process.")
+    ]
+    assert order == [forks[0]["event_id"], execs[0]["event_id"], exits[0]["event_id"]]
+
+
+def test_killed_child_reports_the_signal(tree: dict[str, Any]) -> None:
+    exits = _of(tree["events"], "process.exit", tree["ids"]["child2"])
+    assert len(exits) == 1
+    assert exits[0]["data"]["signal"] == 9 and exits[0]["data"]["exit_code"] == 137
+
+
+def test_network_connect_established_and_refused(tree: dict[str, Any]) -> None:
+    pid = tree["ids"]["pid"]
+    connects = [
+        e for e in tree["events"] if e["event_type"] == "network.connect" and e["process"]["pid"] == pid
+    ]
+    ok = [e for e in connects if e["data"]["remote"]["port"] == 443]
+    refused = [e for e in connects if e["data"]["remote"]["port"] == 9]
+    assert len(ok) == 1 and len(refused) == 1
+    assert ok[0]["data"]["success"] is True and ok[0]["data"]["tls"] is True
+    assert ok[0]["data"]["remote"]["ip"] == "127.0.0.1"
+    assert ok[0]["data"]["local"]["port"] == tree["ids"]["local_port"]
+    assert ok[0]["data"]["protocol"] == "tcp"
+    assert refused[0]["data"]["success"] is False
+
+
+def test_switches_turn_them_off(fake_provider: FakeProviderHandle, tmp_path: Path) -> None:
+    with RunningSensor(tmp_path / "e.jsonl", ["--no-process", "--no-network"]) as sensor:
+        res = fake_provider.run([sys.executable, "-c", TREE], timeout=60)
+        assert res.returncode == 0, res.stderr
+    types = {e["event_type"] for e in sensor.events()}
+    assert not any(t.startswith(("process.", "network.")) for t in types)
