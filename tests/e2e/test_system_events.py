@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.support.fixtures import FakeProviderHandle
 from tests.support.sensor import RunningSensor
 
@@ -64,7 +63,7 @@ def test_exec_of_the_script_has_args_and_cwd(tree: dict[str, Any]) -> None:
     pid = tree["ids"]["pid"]
     # `ip netns exec NAME python ...` execs twice in one pid: first `ip`, then python.
     execs = _of(tree["events"], "process.exec", pid)
-    assert [e["data"]["argv0"] for e in execs][0] == "ip"
+    assert execs[0]["data"]["argv0"] == "ip"
     execs = execs[1:]
     assert len(execs) == 1
     data = execs[0]["data"]
