@@ -380,9 +380,10 @@ int BPF_PROG(oisp_process_exec, struct task_struct *p, pid_t old_pid, struct lin
 	barrier_var(size);
 	if (size > sizeof(*ev))
 		return 0;
-	/* Wake user space now: it reads /proc/PID (cwd, and to probe new TLS copies) while
-	 * the new image is still alive, which short-lived commands would otherwise outrun. */
-	if (bpf_ringbuf_output(&oisp_events, ev, size, BPF_RB_FORCE_WAKEUP) != 0)
+	/* No forced wake-up: the record itself carries what short-lived commands would take
+	 * with them (path, arguments, ids); waking the consumer on every exec costs a build
+	 * workload dearly. */
+	if (bpf_ringbuf_output(&oisp_events, ev, size, wakeup_flags()) != 0)
 		count(OISP_CNT_EVENTS_LOST, 1);
 	return 0;
 }

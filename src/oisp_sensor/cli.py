@@ -177,7 +177,6 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
     capture = KernelCapture(
         options,
         on_batch=lambda b: sensor.submit_batch(b) if sensor else None,
-        on_exec=pipeline.processes.snapshot,
     )
     sensor = Sensor(pipeline, capture, status_path=status_path)
     if args.save_raw:

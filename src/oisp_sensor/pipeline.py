@@ -29,7 +29,7 @@ from .decode.connection import ConnectionTracker
 from .decode.providers.registry import ProviderRegistry
 from .decode.system_events import SystemEventBuilder
 from .enrich.host import host_context
-from .enrich.process import ProcessCache, ProcessInfo
+from .enrich.process import ProcessCache, ProcessInfo, read_process
 from .export.base import Exporter
 from .redact import Redactor
 from .schema.envelope import Clock, envelope
@@ -129,15 +129,26 @@ class Pipeline:
             self.emit(event)
 
     def _exec_context(self, record: ExecRecord) -> ProcessInfo:
-        """The process as the capture thread saw it at exec; the record fills what /proc lost."""
-        info = self.processes.get(record.pid, record.comm)
-        if not info.complete:
-            info.name = info.name or record.comm
-            info.exe = info.exe or record.filename
-            info.cmdline = info.cmdline or list(record.args)
-            info.ppid = info.ppid or record.ppid
-            info.uid = record.uid if info.uid < 0 else info.uid
-            info.gid = record.gid if info.gid < 0 else info.gid
+        """The process's new image: the exec record is the truth (short-lived commands are
+        gone by now); /proc adds cwd and the resolved exe when the process is still alive
+        and still runs this image."""
+        live = read_process(record.pid)
+        same_image = live.complete and live.cmdline == list(record.args)
+        info = ProcessInfo(
+            pid=record.pid,
+            ppid=record.ppid,
+            name=record.comm,
+            exe=live.exe if same_image else record.filename,
+            cmdline=list(record.args),
+            cwd=live.cwd if same_image else "",
+            uid=record.uid,
+            gid=record.gid,
+            start_ticks=live.start_ticks,
+            login_uid=live.login_uid,
+            session_id=live.session_id,
+            complete=True,
+        )
+        self.processes.put(info)
         return info
 
     def _first_sight(self, record: DataRecord) -> None:

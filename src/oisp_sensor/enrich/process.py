@@ -119,6 +119,10 @@ class ProcessCache:
         self._store(info)
         return info
 
+    def put(self, info: ProcessInfo) -> None:
+        """Store what is known of a process's current image (from an exec record)."""
+        self._store(info)
+
     def forget(self, pid: int) -> None:
         with self._lock:
             self._entries.pop(pid, None)
