@@ -52,6 +52,7 @@ struct ssl_call_args {
 	__u64 buf;
 	__u64 size_ptr; /* size_t *readbytes / *written for the _ex variants, else 0 */
 	__u64 ts_ns;	/* entry time */
+	__u64 source;	/* enum oisp_data_source, from the entry probe's attach cookie */
 };
 
 struct {
@@ -114,6 +115,7 @@ static __always_inline __u64 wakeup_flags(void)
 }
 
 struct chunk_ctx {
+	__u64 source;
 	__u64 buf;
 	__u64 ssl;
 	__u64 ts_ns;
@@ -153,7 +155,7 @@ static long emit_chunk(__u32 index, void *data)
 	ev->hdr.stream_offset = c->base_offset + off;
 	ev->hdr.call_len = c->call_len;
 	ev->hdr.direction = c->direction;
-	ev->hdr.source = OISP_SRC_OPENSSL;
+	ev->hdr.source = c->source;
 	bpf_get_current_comm(&ev->hdr.comm, sizeof(ev->hdr.comm));
 
 	/* The verifier needs n provably within the scratch buffer, checked on the very
@@ -178,7 +180,7 @@ static long emit_chunk(__u32 index, void *data)
 }
 
 static __always_inline void emit_data(__u64 pid_tgid, __u64 ssl, __u64 buf, __u64 len, __u64 ts_ns,
-				      __u32 direction)
+				      __u32 direction, __u64 source)
 {
 	if (len == 0 || len > 0x7fffffff)
 		return;
@@ -192,6 +194,7 @@ static __always_inline void emit_data(__u64 pid_tgid, __u64 ssl, __u64 buf, __u6
 	bpf_map_update_elem(&oisp_stream_offsets, &key, &next, BPF_ANY);
 
 	struct chunk_ctx c = {
+		.source = source,
 		.buf = buf,
 		.ssl = ssl,
 		.ts_ns = ts_ns,
@@ -212,14 +215,20 @@ static __always_inline void emit_data(__u64 pid_tgid, __u64 ssl, __u64 buf, __u6
 	bpf_loop(OISP_MAX_CHUNKS, emit_chunk, &c, 0);
 }
 
-static __always_inline int stash(void *map, __u64 ssl, __u64 buf, __u64 size_ptr)
+static __always_inline int stash(void *ctx, void *map, __u64 ssl, __u64 buf, __u64 size_ptr)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (is_self(pid_tgid >> 32)) {
 		count(OISP_CNT_SELF_SKIPPED, 1);
 		return 0;
 	}
-	struct ssl_call_args args = {.ssl = ssl, .buf = buf, .size_ptr = size_ptr, .ts_ns = bpf_ktime_get_ns()};
+	struct ssl_call_args args = {
+		.ssl = ssl,
+		.buf = buf,
+		.size_ptr = size_ptr,
+		.ts_ns = bpf_ktime_get_ns(),
+		.source = bpf_get_attach_cookie(ctx),
+	};
 	bpf_map_update_elem(map, &pid_tgid, &args, BPF_ANY);
 	return 0;
 }
@@ -256,20 +265,20 @@ static __always_inline int finish(void *map, long ret, __u32 direction)
 	/* Writes are stamped when the call started (the request left), reads when the
 	 * data arrived (the call returned). */
 	__u64 ts = direction == OISP_DIR_WRITE ? a.ts_ns : bpf_ktime_get_ns();
-	emit_data(pid_tgid, a.ssl, a.buf, len, ts, direction);
+	emit_data(pid_tgid, a.ssl, a.buf, len, ts, direction, a.source);
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(oisp_ssl_write_entry, void *ssl, const void *buf, int num)
 {
-	return stash(&oisp_write_args, (__u64)ssl, (__u64)buf, 0);
+	return stash(ctx, &oisp_write_args, (__u64)ssl, (__u64)buf, 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(oisp_ssl_write_ex_entry, void *ssl, const void *buf, size_t num, size_t *written)
 {
-	return stash(&oisp_write_args, (__u64)ssl, (__u64)buf, (__u64)written);
+	return stash(ctx, &oisp_write_args, (__u64)ssl, (__u64)buf, (__u64)written);
 }
 
 SEC("uretprobe")
@@ -281,13 +290,13 @@ int BPF_KRETPROBE(oisp_ssl_write_return, long ret)
 SEC("uprobe")
 int BPF_KPROBE(oisp_ssl_read_entry, void *ssl, void *buf, int num)
 {
-	return stash(&oisp_read_args, (__u64)ssl, (__u64)buf, 0);
+	return stash(ctx, &oisp_read_args, (__u64)ssl, (__u64)buf, 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(oisp_ssl_read_ex_entry, void *ssl, void *buf, size_t num, size_t *readbytes)
 {
-	return stash(&oisp_read_args, (__u64)ssl, (__u64)buf, (__u64)readbytes);
+	return stash(ctx, &oisp_read_args, (__u64)ssl, (__u64)buf, (__u64)readbytes);
 }
 
 SEC("uretprobe")

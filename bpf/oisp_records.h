@@ -34,8 +34,11 @@ enum oisp_direction {
 	OISP_DIR_READ = 1,  /* the process read it (SSL_read*) */
 };
 
+/* Which TLS library a data record came from: the attach cookie of the entry probe. */
 enum oisp_data_source {
 	OISP_SRC_OPENSSL = 0,
+	OISP_SRC_SOCKET = 1,
+	OISP_SRC_GNUTLS = 2,
 };
 
 /* Record flags. */

@@ -193,7 +193,7 @@ class KernelCapture:
                 return self.attached[key]
             result = AttachedTarget(target)
             try:
-                points = plan_probes(target.path, target.functions)
+                points = plan_probes(target.path, target.functions, target.family)
                 for point in points:
                     result.links.append(self._attach_uprobe(point.entry_program, target.path, point, False))
                     if point.return_program:
@@ -215,7 +215,7 @@ class KernelCapture:
 
     def _attach_uprobe(self, program: str, path: str, point: ProbePoint, retprobe: bool) -> int:
         # No func_name: the offset is a file offset computed by plan_probes.
-        opts = UprobeOpts(sz=ctypes.sizeof(UprobeOpts), retprobe=retprobe)
+        opts = UprobeOpts(sz=ctypes.sizeof(UprobeOpts), retprobe=retprobe, bpf_cookie=point.cookie)
         link = self.bpf.lib.bpf_program__attach_uprobe_opts(
             self._program(program), -1, path.encode(), point.file_offset, ctypes.byref(opts)
         )
@@ -337,6 +337,7 @@ class KernelCapture:
                 {
                     "path": a.target.path,
                     "kind": a.target.kind,
+                    "family": a.target.family,
                     "found_by": a.target.found_by,
                     "probes": len(a.links),
                 }

@@ -32,7 +32,7 @@ assert EXEC_HDR.size == EXEC_HDR_SIZE and NET_EVENT.size == NET_EVENT_SIZE
 _TRUNCATED = 0x1
 
 _DIRECTIONS = (Direction.WRITE, Direction.READ)
-_SOURCES = (Source.OPENSSL, Source.SOCKET)
+_SOURCES = (Source.OPENSSL, Source.SOCKET, Source.GNUTLS)
 
 
 class MalformedRecord(ValueError):
@@ -54,7 +54,7 @@ def parse_record(buf: bytes) -> RawRecord:
         (_, _flags, pid, tid, uid, ts_ns, conn_id, offset, _call_len, length, direction, source, comm) = (
             DATA_HDR.unpack_from(buf)
         )
-        if length > len(buf) - DATA_HDR_SIZE or direction > 1 or source > 1:
+        if length > len(buf) - DATA_HDR_SIZE or direction > 1 or source >= len(_SOURCES):
             raise MalformedRecord("data record fields out of range")
         return DataRecord(
             pid=pid,

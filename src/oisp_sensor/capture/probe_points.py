@@ -31,6 +31,10 @@ PLAIN_WRITE = ("oisp_ssl_write_entry", "oisp_ssl_write_return")
 EX_WRITE = ("oisp_ssl_write_ex_entry", "oisp_ssl_write_return")
 FREE = ("oisp_ssl_free", None)
 
+# enum oisp_data_source: passed as the attach cookie, stamped on every data record.
+SOURCE_OPENSSL = 0
+SOURCE_GNUTLS = 2
+
 _EMULATED = {"push", "call", "jmp", "nop"}
 _SCAN_BYTES = 160  # enough for the wrappers' prologue up to their call
 
@@ -44,6 +48,7 @@ class ProbePoint:
     entry_program: str
     return_program: str | None
     fast: bool  # the probed instruction is emulated (no single-step)
+    cookie: int = SOURCE_OPENSSL  # which TLS library (enum oisp_data_source)
 
 
 class _Binary:
@@ -156,20 +161,54 @@ def _pair(
     return points
 
 
-def plan_probes(path: str, functions: tuple[str, ...]) -> list[ProbePoint]:
-    """Every probe to attach to `path` (an OpenSSL library or executable). Raises OSError/ValueError."""
+def _single(binary: _Binary, name: str, programs: tuple[str, str | None], cookie: int) -> ProbePoint | None:
+    vaddr = binary.symbol(name)
+    if vaddr is None:
+        return None
+    addr, fast = _entry_point(binary, vaddr)
+    offset = binary.file_offset(addr if fast else vaddr)
+    if offset is None:
+        return None
+    return ProbePoint(name, offset, programs[0], programs[1], fast=fast, cookie=cookie)
+
+
+def _gnutls(binary: _Binary, functions: tuple[str, ...]) -> list[ProbePoint]:
+    """GnuTLS: `gnutls_record_send` is a tail call into `gnutls_record_send2` (same first
+    three arguments, returns the bytes sent); probing send2 covers both, and it starts
+    with `push`. Reads and session teardown are probed as they are."""
+    points: list[ProbePoint] = []
+    send = None
+    if "gnutls_record_send2" in functions:
+        send = _single(binary, "gnutls_record_send2", PLAIN_WRITE, SOURCE_GNUTLS)
+        if send is not None and not send.fast:
+            send = None
+    if send is None and "gnutls_record_send" in functions:
+        send = _single(binary, "gnutls_record_send", PLAIN_WRITE, SOURCE_GNUTLS)
+    for point in (
+        send,
+        _single(binary, "gnutls_record_recv", PLAIN_READ, SOURCE_GNUTLS),
+        _single(binary, "gnutls_deinit", FREE, SOURCE_GNUTLS) if "gnutls_deinit" in functions else None,
+    ):
+        if point is not None:
+            points.append(point)
+    return points
+
+
+def plan_probes(path: str, functions: tuple[str, ...], family: str = "openssl") -> list[ProbePoint]:
+    """Every probe to attach to `path` (a TLS library or executable). Raises OSError/ValueError."""
     try:
         binary = _Binary(path)
     except ELFError as exc:
         raise ValueError(f"{path}: not a usable ELF file: {exc}") from None
     try:
+        if family == "gnutls":
+            return _gnutls(binary, functions)
         points = _pair(binary, functions, "SSL_read", "SSL_read_ex", PLAIN_READ, EX_READ)
         points += _pair(binary, functions, "SSL_write", "SSL_write_ex", PLAIN_WRITE, EX_WRITE)
-        free = binary.symbol("SSL_free") if "SSL_free" in functions else None
-        if free is not None:
-            offset = binary.file_offset(free)
-            if offset is not None:
-                points.append(ProbePoint("SSL_free", offset, *FREE, fast=False))
+        if "SSL_free" in functions:
+            free = _single(binary, "SSL_free", FREE, SOURCE_OPENSSL)
+            if free is not None:
+                points.append(free)
         return points
     finally:
         binary.close()

@@ -22,6 +22,7 @@ class Source(enum.IntEnum):
 
     OPENSSL = 0
     SOCKET = 1
+    GNUTLS = 2
 
 
 @dataclass(slots=True)

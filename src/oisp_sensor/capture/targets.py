@@ -1,5 +1,6 @@
-"""Find the OpenSSL copies to probe: shared libssl files and executables that export
-the SSL_* functions (Node links OpenSSL statically and exports them).
+"""Find the TLS libraries to probe: OpenSSL (shared libssl files and executables that
+export the SSL_* functions: Node links OpenSSL statically and exports them) and GnuTLS
+(libgnutls, used by Debian's libcurl3-gnutls, wget, gnutls-cli and others).
 
 Targets are deduplicated by (device, inode): the same file seen through different paths
 (symlinks, /proc/PID/root of another mount namespace) is probed once.
@@ -17,8 +18,11 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-# Functions with a probe; SSL_write is what decides that a file is an OpenSSL.
+# Functions with a probe, per TLS library; the first two decide that a file is one.
 SSL_FUNCTIONS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "SSL_free")
+GNUTLS_FUNCTIONS = ("gnutls_record_send", "gnutls_record_recv", "gnutls_record_send2", "gnutls_deinit")
+FAMILIES = {"openssl": SSL_FUNCTIONS, "gnutls": GNUTLS_FUNCTIONS}
+LIBRARY_STEMS = {"libssl": "openssl", "libgnutls": "gnutls"}
 LIB_DIRS = (
     "/lib",
     "/lib64",
@@ -42,8 +46,9 @@ class Target:
     dev: int
     inode: int
     kind: str  # "library" | "executable"
-    functions: tuple[str, ...]  # which of SSL_FUNCTIONS it exports
+    functions: tuple[str, ...]  # which of the family's probe functions it exports
     found_by: str = ""  # "system", "maps:PID", "exec:PID", "path"
+    family: str = "openssl"  # "openssl" | "gnutls"
 
 
 @dataclass
@@ -62,13 +67,16 @@ class TargetScanner:
         key = (st.st_dev, st.st_ino)
         if key in self.examined:
             return None
-        functions = exported_ssl_functions(path)
-        if functions is None:
-            self.errors += 1
         target = None
-        if functions and "SSL_write" in functions and "SSL_read" in functions:
-            kind = "library" if ".so" in os.path.basename(path) else "executable"
-            target = Target(path, st.st_dev, st.st_ino, kind, functions, found_by)
+        for family, names in FAMILIES.items():
+            functions = exported_functions(path, names)
+            if functions is None:
+                self.errors += 1
+                break
+            if names[0] in functions and names[1] in functions:
+                kind = "library" if ".so" in os.path.basename(path) else "executable"
+                target = Target(path, st.st_dev, st.st_ino, kind, functions, found_by, family)
+                break
         self.examined[key] = target
         return target
 
@@ -113,12 +121,17 @@ class TargetScanner:
 
 
 def exported_ssl_functions(path: str) -> tuple[str, ...] | None:
-    """Which SSL_* probe functions the ELF file defines in its dynamic symbol table.
+    """Which SSL_* probe functions the ELF file defines (see exported_functions)."""
+    return exported_functions(path, SSL_FUNCTIONS)
+
+
+def exported_functions(path: str, names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Which of `names` the ELF file defines as functions in its dynamic symbol table.
 
     None when the file is not a readable ELF. Static (.symtab) symbols are not used:
     stripped binaries lack them and exported symbols are what libbpf resolves.
     """
-    wanted = set(SSL_FUNCTIONS)
+    wanted = set(names)
     try:
         with open(path, "rb") as f:
             if f.read(4) != b"\x7fELF":
@@ -137,7 +150,7 @@ def exported_ssl_functions(path: str) -> tuple[str, ...] | None:
                 by_name = {sym.name: sym for sym in section.iter_symbols() if sym.name in wanted}
                 lookup = by_name.get
             found = []
-            for name in SSL_FUNCTIONS:
+            for name in names:
                 sym = lookup(name)
                 if (
                     sym is not None
@@ -157,13 +170,15 @@ def _system_libssl_paths() -> Iterator[str]:
     except (OSError, subprocess.SubprocessError):
         out = ""
     for line in out.splitlines():
-        if "libssl.so" in line and "=>" in line:
+        if ("libssl.so" in line or "libgnutls.so" in line) and "=>" in line:
             path = line.split("=>", 1)[1].strip()
             if path not in seen:
                 seen.add(path)
                 yield path
     for directory in LIB_DIRS:
-        for path in glob.glob(os.path.join(directory, "libssl.so*")):
+        for path in glob.glob(os.path.join(directory, "libssl.so*")) + glob.glob(
+            os.path.join(directory, "libgnutls.so*")
+        ):
             if path not in seen and not path.endswith(".a"):
                 seen.add(path)
                 yield path
@@ -182,11 +197,11 @@ def _process_candidates(pid: int) -> Iterator[str]:
             maps = f.read()
     except OSError:
         return
-    if b"libssl" not in maps:
+    if b"libssl" not in maps and b"libgnutls" not in maps:
         return
     seen = set()
     for line in maps.split(b"\n"):
-        if b"libssl" in line:
+        if b"libssl" in line or b"libgnutls" in line:
             path = line.split(None, 5)[-1].decode("utf-8", "replace")
             if path.startswith("/") and path not in seen and not path.endswith(" (deleted)"):
                 seen.add(path)
