@@ -13,6 +13,9 @@ from .capture.loader import default_bpf_object
 from .capture.targets import TargetScanner
 
 
+_FAMILY_NAMES = {"openssl": "OpenSSL", "gnutls": "GnuTLS"}
+
+
 @dataclass
 class CheckResult:
     name: str
@@ -100,7 +103,8 @@ def run_checks() -> list[CheckResult]:
             CheckResult(
                 f"tls:{target.kind}",
                 True,
-                f"OpenSSL in {target.path} ({', '.join(target.functions)}; found by {target.found_by})",
+                f"{_FAMILY_NAMES.get(target.family, target.family)} in {target.path} "
+                f"({', '.join(target.functions)}; found by {target.found_by})",
                 required=False,
             )
         )
@@ -108,9 +112,9 @@ def run_checks() -> list[CheckResult]:
         CheckResult(
             "tls-targets",
             bool(targets),
-            f"{len(targets)} OpenSSL cop{'y' if len(targets) == 1 else 'ies'} to probe"
+            f"{len(targets)} TLS librar{'y' if len(targets) == 1 else 'ies'} to probe"
             if targets
-            else "no OpenSSL found: TLS traffic cannot be captured",
+            else "no OpenSSL or GnuTLS found: TLS traffic cannot be captured",
         )
     )
     return results

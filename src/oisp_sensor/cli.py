@@ -194,7 +194,7 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
     )
     if not args.quiet:
         _err(
-            f"capture attached: {len(summary['targets'])} OpenSSL targets, {summary['probes']} probes; "
+            f"capture attached: {len(summary['targets'])} TLS libraries, {summary['probes']} probes; "
             f"redaction={config.redaction.mode}; events -> {outputs}"
         )
     return sensor
@@ -366,7 +366,7 @@ def _status_text(stats: dict[str, Any], path: str) -> str:
     sensor, kernel, capture = stats.get("sensor", {}), stats.get("kernel", {}), stats.get("capture", {})
     lines = [
         f"sensor pid {sensor.get('pid')} (v{sensor.get('version')}), up {sensor.get('uptime_s', 0):.0f}s  [{path}]",
-        f"  probes: {capture.get('probes', 0)} on {len(capture.get('targets', []))} OpenSSL targets"
+        f"  probes: {capture.get('probes', 0)} on {len(capture.get('targets', []))} TLS libraries"
         + (f", {len(capture['failed'])} failed" if capture.get("failed") else ""),
         f"  kernel: {kernel.get('data_records', 0)} records ({kernel.get('data_bytes', 0)} bytes), "
         f"lost {kernel.get('lost_records', 0)} records / {kernel.get('lost_bytes', 0)} bytes, "
