@@ -146,6 +146,8 @@ class Pipeline:
             start_ticks=live.start_ticks,
             login_uid=live.login_uid,
             session_id=live.session_id,
+            container_id=live.container_id,
+            container_runtime=live.container_runtime,
             complete=True,
         )
         self.processes.put(info)

@@ -42,3 +42,30 @@ def test_private_libssl_copy_loaded_after_start(fake_provider: FakeProviderHandl
     events = ai_events(sensor.events(), client["pid"])
     assert [e["event_type"] for e in events] == ["ai.request", "ai.response"]
     assert events[1]["data"]["request_id"] == client["id"]
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup/unified")
+
+
+@pytest.mark.skipif(not (CGROUP_ROOT / "cgroup.procs").exists(), reason="no cgroup v2 hierarchy mounted")
+def test_events_carry_the_container_id(fake_provider: FakeProviderHandle, tmp_path: Path) -> None:
+    """A client inside a container's cgroup (named as Docker names it) is attributed to it."""
+    cid = "ab12" * 16
+    group = CGROUP_ROOT / "system.slice" / f"docker-{cid}.scope"
+    group.mkdir(parents=True, exist_ok=True)
+    try:
+        with RunningSensor(tmp_path / "events.jsonl") as sensor:
+            # `ip netns exec` gives the command a sysfs of its own: move it from out here,
+            # during the pause before it imports ssl.
+            proc = fake_provider.popen([sys.executable, "-c", LATE_CLIENT], env={"DELAY": "1.0"})
+            (group / "cgroup.procs").write_text(str(proc.pid))
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+        client = json.loads(out.strip().splitlines()[-1])
+    finally:
+        group.rmdir()
+    events = ai_events(sensor.events(), client["pid"])
+    assert [e["event_type"] for e in events] == ["ai.request", "ai.response"]
+    for event in events:
+        assert event["process"]["container_id"] == cid
+        assert event["process"]["container_runtime"] == "docker"

@@ -14,6 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from .container import container_from_cgroup
+
 
 @dataclass(slots=True)
 class ProcessInfo:
@@ -28,10 +30,12 @@ class ProcessInfo:
     start_ticks: int = 0  # field 22 of /proc/PID/stat: tells a reused pid apart
     login_uid: int = -1
     session_id: int = -1  # audit session id
+    container_id: str = ""
+    container_runtime: str = ""
     complete: bool = False  # False when /proc was already gone
 
     def process_context(self) -> dict[str, Any]:
-        return {
+        context: dict[str, Any] = {
             "pid": self.pid,
             "ppid": self.ppid,
             "name": self.name,
@@ -39,6 +43,10 @@ class ProcessInfo:
             "cmdline": self.cmdline,
             "cwd": self.cwd,
         }
+        if self.container_id:
+            context["container_id"] = self.container_id
+            context["container_runtime"] = self.container_runtime
+        return context
 
 
 def _read(path: str) -> bytes | None:
@@ -87,6 +95,11 @@ def read_process(pid: int) -> ProcessInfo:
         if raw:
             value = int(raw.strip())
             setattr(info, attr, -1 if value == 4294967295 else value)
+    cgroup = _read(f"/proc/{pid}/cgroup")
+    if cgroup:
+        found = container_from_cgroup(cgroup.decode("utf-8", "replace"))
+        if found:
+            info.container_id, info.container_runtime = found
     info.complete = bool(info.exe or info.cmdline)
     return info
 
