@@ -45,6 +45,13 @@ def _add_record_options(p: argparse.ArgumentParser) -> None:
         help="also probe this libssl or executable (repeatable)",
     )
     p.add_argument("--server-side", action="store_true", help="also report exchanges seen by local servers")
+    p.add_argument("--pid", type=int, action="append", default=[], help="only this process (repeatable)")
+    p.add_argument(
+        "--comm", action="append", default=[], metavar="GLOB", help="only processes named so (repeatable)"
+    )
+    p.add_argument(
+        "--uid", type=int, action="append", default=[], help="only processes of this user (repeatable)"
+    )
     p.add_argument("--no-ssl", action="store_true", help="no TLS capture (no uprobes on OpenSSL)")
     p.add_argument("--no-process", action="store_true", help="no process.exec/fork/exit events")
     p.add_argument("--no-network", action="store_true", help="no network.connect events")
@@ -105,6 +112,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         capture["ssl_paths"] = args.ssl_path
     if args.server_side:
         capture["server_side"] = True
+    for key, values in (("pids", args.pid), ("comm", args.comm), ("uids", args.uid)):
+        if values:
+            capture[key] = values
     for flag in ("ssl", "process", "network"):
         if getattr(args, f"no_{flag}", False):
             capture[flag] = False
@@ -290,6 +300,7 @@ def cmd_decode_raw(args: argparse.Namespace) -> int:
 
     args.ssl_path, args.server_side, args.append = [], False, None
     args.no_ssl = args.no_process = args.no_network = False
+    args.pid, args.comm, args.uid = [], [], []
     config = _load(args)
     try:
         f = open(args.input, "rb")  # noqa: SIM115

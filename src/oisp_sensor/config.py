@@ -54,6 +54,12 @@ class CaptureConfig(Section):
     idle_timeout_s: float = Field(default=300.0, gt=0)
     # Also report exchanges seen from the server side (a local gateway or model server).
     server_side: bool = False
+    # Only these processes (empty: all). Process names are globs on the 15-character
+    # kernel name (comm), e.g. "python*", "node".
+    pids: list[int] = Field(default_factory=list)
+    comm: list[str] = Field(default_factory=list)
+    uids: list[int] = Field(default_factory=list)
+    exclude_comm: list[str] = Field(default_factory=list)
 
 
 class JsonlExport(Section):

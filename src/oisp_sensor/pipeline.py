@@ -22,12 +22,20 @@ import orjson
 from . import __version__
 from .capture.parse import MalformedRecord, parse_record
 from .capture.rawfile import RawWriter
-from .capture.records import DataRecord, ExecRecord, ForkRecord, NetConnectRecord, ProcessExitRecord
+from .capture.records import (
+    ConnCloseRecord,
+    DataRecord,
+    ExecRecord,
+    ForkRecord,
+    NetConnectRecord,
+    ProcessExitRecord,
+)
 from .config import SensorConfig
 from .decode.ai_events import AiEventBuilder
 from .decode.connection import ConnectionTracker
 from .decode.providers.registry import ProviderRegistry
 from .decode.system_events import SystemEventBuilder
+from .enrich.filters import ProcessFilter
 from .enrich.host import host_context
 from .enrich.process import ProcessCache, ProcessInfo, read_process
 from .export.base import Exporter
@@ -68,6 +76,8 @@ class Pipeline:
             self.clock.new_event_id, process=config.capture.process, network=config.capture.network
         )
         self.redactor = Redactor(config.redaction.mode)
+        cap = config.capture
+        self.filter = ProcessFilter(cap.pids, cap.comm, cap.uids, cap.exclude_comm)
         self.idle_ns = int(config.capture.idle_timeout_s * 1e9)
         self.counts: dict[str, int] = {"records": 0, "malformed_records": 0, "events": 0, "errors": 0}
         self.events_by_type: dict[str, int] = {}
@@ -95,6 +105,12 @@ class Pipeline:
             self.process_record(record)
 
     def process_record(self, record: Any) -> None:
+        if (
+            self.filter.active
+            and not isinstance(record, ConnCloseRecord)
+            and not self.filter.allows(record.pid, getattr(record, "comm", ""), getattr(record, "uid", -1))
+        ):
+            return
         ts = record.ts_ns
         if ts > self._latest_ts:
             self._latest_ts = ts
@@ -204,6 +220,7 @@ class Pipeline:
             "decode": self.tracker.counters.as_dict(),
             "ai": asdict(self.builder.counters),
             "system": asdict(self.system.counters),
+            "filtered_records": self.filter.dropped,
             "redaction": {
                 "mode": self.redactor.mode,
                 "events_redacted": self.redactor.events_redacted,

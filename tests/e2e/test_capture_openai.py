@@ -283,3 +283,20 @@ def test_run_wraps_a_command(fake_provider: FakeProviderHandle, tmp_path: Path) 
     # The command's exit code is the sensor's.
     failing = _run_sensor(fake_provider, ["run", "--output", str(out), "--", "sh", "-c", "exit 7"])
     assert failing.returncode == 7, failing.stderr
+
+
+def test_process_name_filter(fake_provider: FakeProviderHandle, tmp_path: Path) -> None:
+    """--comm curl: the curl call is recorded, the Python SDK call is not."""
+    out = tmp_path / "f.jsonl"
+    with RunningSensor(out, ["--comm", "curl"]) as sensor:
+        _python(fake_provider, "--message", "filtered out")
+        res = fake_provider.run(
+            ["curl", "-sS", "https://api.openai.com/v1/chat/completions",
+             "-H", f"Authorization: Bearer {fake_provider.openai_api_key}", "-H", "Content-Type: application/json",
+             "-d", json.dumps({"model": "m", "messages": [{"role": "user", "content": "kept"}]})],
+            timeout=60,
+        )  # fmt: skip
+        assert res.returncode == 0
+    events = ai_events(sensor.events())
+    assert [e["process"]["name"] for e in events] == ["curl", "curl"]
+    assert all(e["process"]["name"] == "curl" for e in sensor.events())
