@@ -512,3 +512,90 @@ int BPF_PROG(oisp_inet_sock_set_state, const struct sock *sk, const int oldstate
 		count(OISP_CNT_EVENTS_LOST, 1);
 	return 0;
 }
+
+/* Name resolution: getaddrinfo(node, service, hints, res). The answers exist only at
+ * return, in the addrinfo list *res points to. */
+struct dns_args {
+	__u64 ts_ns;
+	__u64 node;
+	__u64 res;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct dns_args);
+} oisp_dns_args SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct oisp_dns_event);
+} oisp_dns_scratch SEC(".maps");
+
+/* struct addrinfo on 64-bit Linux: ai_family at 4, ai_addr at 24, ai_next at 40. */
+#define AI_FAMILY_OFF 4
+#define AI_ADDR_OFF 24
+#define AI_NEXT_OFF 40
+
+SEC("uprobe")
+int BPF_KPROBE(oisp_getaddrinfo_entry, const char *node, const char *service, const void *hints, void **res)
+{
+	struct oisp_config *cfg = oisp_cfg();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!cfg || !cfg->network_events || cfg->self_pid == pid_tgid >> 32 || !node)
+		return 0;
+	struct dns_args args = {.ts_ns = bpf_ktime_get_ns(), .node = (__u64)node, .res = (__u64)res};
+	bpf_map_update_elem(&oisp_dns_args, &pid_tgid, &args, BPF_ANY);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(oisp_getaddrinfo_return, int ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct dns_args *args = bpf_map_lookup_elem(&oisp_dns_args, &pid_tgid);
+	if (!args)
+		return 0;
+	struct dns_args a = *args;
+	bpf_map_delete_elem(&oisp_dns_args, &pid_tgid);
+	__u32 zero = 0;
+	struct oisp_dns_event *ev = bpf_map_lookup_elem(&oisp_dns_scratch, &zero);
+	if (!ev)
+		return 0;
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->kind = OISP_REC_DNS;
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->ret = ret;
+	ev->ts_ns = a.ts_ns;
+	ev->done_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+	bpf_probe_read_user_str(ev->name, sizeof(ev->name), (const void *)a.node);
+	__u64 ai = 0;
+	if (ret == 0 && a.res)
+		bpf_probe_read_user(&ai, sizeof(ai), (const void *)a.res);
+	__u32 n = 0;
+	for (int i = 0; i < OISP_DNS_ADDRS_MAX && ai; i++) {
+		int family = 0;
+		__u64 sa = 0;
+		bpf_probe_read_user(&family, sizeof(family), (const void *)(ai + AI_FAMILY_OFF));
+		bpf_probe_read_user(&sa, sizeof(sa), (const void *)(ai + AI_ADDR_OFF));
+		if (sa && (family == 2 || family == 10) && n < OISP_DNS_ADDRS_MAX) {
+			ev->families[n] = family;
+			if (family == 2) /* sockaddr_in: sin_addr at 4 */
+				bpf_probe_read_user(ev->addrs[n], 4, (const void *)(sa + 4));
+			else /* sockaddr_in6: sin6_addr at 8 */
+				bpf_probe_read_user(ev->addrs[n], 16, (const void *)(sa + 8));
+			n++;
+		}
+		if (bpf_probe_read_user(&ai, sizeof(ai), (const void *)(ai + AI_NEXT_OFF)) != 0)
+			break;
+	}
+	ev->count = n;
+	if (bpf_ringbuf_output(&oisp_events, ev, sizeof(*ev), wakeup_flags()) != 0)
+		count(OISP_CNT_EVENTS_LOST, 1);
+	return 0;
+}

@@ -27,6 +27,7 @@ enum oisp_record_kind {
 	OISP_REC_PROC_EXEC = 4,	 /* execve succeeded (struct oisp_exec_hdr + args + filename) */
 	OISP_REC_PROC_FORK = 5,	 /* a new process (not a thread) was created */
 	OISP_REC_NET_CONNECT = 6, /* an outgoing TCP connection was established or failed */
+	OISP_REC_DNS = 7,	 /* getaddrinfo() returned (struct oisp_dns_event) */
 };
 
 enum oisp_direction {
@@ -124,6 +125,25 @@ struct oisp_net_event {
 	__u8 pad;
 	__u8 saddr[16];	/* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
+	char comm[OISP_COMM_LEN];
+};
+
+#define OISP_DNS_NAME_MAX 128
+#define OISP_DNS_ADDRS_MAX 8
+
+/* A name resolution through libc's getaddrinfo(): the query and up to 8 answers. */
+struct oisp_dns_event {
+	__u16 kind;	/* OISP_REC_DNS */
+	__u16 flags;
+	__u32 pid;
+	__u32 tid;
+	__s32 ret;	/* getaddrinfo's return value: 0 or an EAI_* code */
+	__u64 ts_ns;	/* call start */
+	__u64 done_ns;	/* call return */
+	__u32 count;	/* answers in addrs (IPv4 in the first 4 bytes of a slot) */
+	__u16 families[OISP_DNS_ADDRS_MAX];
+	__u8 addrs[OISP_DNS_ADDRS_MAX][16];
+	char name[OISP_DNS_NAME_MAX];
 	char comm[OISP_COMM_LEN];
 };
 

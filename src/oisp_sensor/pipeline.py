@@ -25,6 +25,7 @@ from .capture.rawfile import RawWriter
 from .capture.records import (
     ConnCloseRecord,
     DataRecord,
+    DnsRecord,
     ExecRecord,
     ForkRecord,
     NetConnectRecord,
@@ -128,6 +129,8 @@ class Pipeline:
             self._emit_all(self.system.fork(record))
         elif isinstance(record, NetConnectRecord):
             self._emit_all(self.system.connect(record))
+        elif isinstance(record, DnsRecord):
+            self._emit_all(self.system.dns(record))
         else:
             self._decode(record)
 

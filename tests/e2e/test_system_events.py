@@ -115,6 +115,18 @@ def test_network_connect_established_and_refused(tree: dict[str, Any]) -> None:
     assert refused[0]["data"]["success"] is False
 
 
+def test_dns_resolution_and_connect_hostname(tree: dict[str, Any]) -> None:
+    pid = tree["ids"]["pid"]
+    dns = [e for e in tree["events"] if e["event_type"] == "network.dns" and e["process"]["pid"] == pid]
+    assert [e["data"]["query"] for e in dns] == ["api.openai.com"]
+    assert dns[0]["data"]["answers"] == ["127.0.0.1"]  # the namespace's hosts file
+    assert dns[0]["data"]["success"] is True
+    connect = [e for e in tree["events"] if e["event_type"] == "network.connect" and e["process"]["pid"] == pid
+               and e["data"]["remote"]["port"] == 443]  # fmt: skip
+    assert connect[0]["data"]["remote"]["hostname"] == "api.openai.com"
+    assert dns[0]["timestamp"] <= connect[0]["timestamp"]
+
+
 def test_switches_turn_them_off(fake_provider: FakeProviderHandle, tmp_path: Path) -> None:
     with RunningSensor(tmp_path / "e.jsonl", ["--no-process", "--no-network"]) as sensor:
         res = fake_provider.run([sys.executable, "-c", TREE], timeout=60)

@@ -15,6 +15,8 @@ COMM_LEN = 16
 FLAG_TRUNCATED = 0x1
 ARGS_MAX = 4096
 FILENAME_MAX = 256
+DNS_NAME_MAX = 128
+DNS_ADDRS_MAX = 8
 
 
 class RecordKind(enum.IntEnum):
@@ -24,6 +26,7 @@ class RecordKind(enum.IntEnum):
     PROC_EXEC = 4
     PROC_FORK = 5
     NET_CONNECT = 6
+    DNS = 7
 
 
 class Counter(enum.IntEnum):
@@ -115,6 +118,23 @@ class NetEvent(ctypes.Structure):
     ]
 
 
+class DnsEvent(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("ret", ctypes.c_int32),
+        ("ts_ns", ctypes.c_uint64),
+        ("done_ns", ctypes.c_uint64),
+        ("count", ctypes.c_uint32),
+        ("families", ctypes.c_uint16 * DNS_ADDRS_MAX),
+        ("addrs", (ctypes.c_uint8 * 16) * DNS_ADDRS_MAX),
+        ("name", ctypes.c_char * DNS_NAME_MAX),
+        ("comm", ctypes.c_char * COMM_LEN),
+    ]
+
+
 class Config(ctypes.Structure):
     _fields_ = [
         ("self_pid", ctypes.c_uint32),
@@ -128,6 +148,7 @@ DATA_HDR_SIZE = ctypes.sizeof(DataHdr)
 CTL_EVENT_SIZE = ctypes.sizeof(CtlEvent)
 EXEC_HDR_SIZE = ctypes.sizeof(ExecHdr)
 NET_EVENT_SIZE = ctypes.sizeof(NetEvent)
+DNS_EVENT_SIZE = ctypes.sizeof(DnsEvent)
 
 # Structs checked against the C header by the layout test: (C name, ctypes class).
 MIRRORED = [
@@ -135,5 +156,6 @@ MIRRORED = [
     ("oisp_ctl_event", CtlEvent),
     ("oisp_exec_hdr", ExecHdr),
     ("oisp_net_event", NetEvent),
+    ("oisp_dns_event", DnsEvent),
     ("oisp_config", Config),
 ]

@@ -20,8 +20,8 @@ from pathlib import Path
 from .layout import COUNTER_SLOTS, Config, Counter, RecordKind
 from .libbpf import SAMPLE_FN, Libbpf, LibbpfError, UprobeOpts
 from .parse import record_kind, record_pid
-from .probe_points import ProbePoint, plan_probes
-from .targets import Target, TargetScanner
+from .probe_points import ProbePoint, plan_probes, plan_resolver_probes
+from .targets import Target, TargetScanner, system_libc_paths
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class KernelCapture:
         self.ringbuf: int | None = None
         self.counters_fd = -1
         self.tracepoint_links: list[int] = []
+        self.resolver_links: list[int] = []
         self.attached: dict[tuple[int, int], AttachedTarget] = {}
         self.failed: dict[tuple[int, int], AttachedTarget] = {}
         self.scanner = TargetScanner()
@@ -143,6 +144,8 @@ class KernelCapture:
             raise CaptureError(f"cannot open the ring buffer: {os.strerror(ctypes.get_errno())}")
         if self.options.ssl:
             self._attach_initial_targets()
+        if self.options.network_events:
+            self._attach_resolvers()
         self._thread = threading.Thread(target=self._poll_loop, name="oisp-capture", daemon=True)
         self._thread.start()
 
@@ -182,6 +185,19 @@ class KernelCapture:
         for target in targets:
             self.attach(target)
         self._last_rescan = time.monotonic()
+
+    def _attach_resolvers(self) -> None:
+        """getaddrinfo() probes in the system libc (DNS events; best effort)."""
+        for path in system_libc_paths():
+            try:
+                for point in plan_resolver_probes(path):
+                    self.resolver_links.append(self._attach_uprobe(point.entry_program, path, point, False))
+                    if point.return_program:
+                        self.resolver_links.append(
+                            self._attach_uprobe(point.return_program, path, point, True)
+                        )
+            except (LibbpfError, OSError, ValueError) as exc:
+                log.warning("no DNS events from %s: %s", path, exc)
 
     # ---- uprobes -------------------------------------------------------------------
 
@@ -303,9 +319,10 @@ class KernelCapture:
                 for link in attached.links:
                     self.bpf.lib.bpf_link__destroy(link)
                 attached.links.clear()
-            for link in self.tracepoint_links:
+            for link in self.tracepoint_links + self.resolver_links:
                 self.bpf.lib.bpf_link__destroy(link)
             self.tracepoint_links.clear()
+            self.resolver_links.clear()
         self.drain()
 
     def close(self) -> None:
@@ -345,4 +362,5 @@ class KernelCapture:
             ],
             "failed": [{"path": a.target.path, "error": a.error} for a in self.failed.values()],
             "probes": sum(len(a.links) for a in self.attached.values()),
+            "resolver_probes": len(self.resolver_links),
         }

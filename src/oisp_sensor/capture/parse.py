@@ -9,11 +9,20 @@ from __future__ import annotations
 import socket
 import struct
 
-from .layout import CTL_EVENT_SIZE, DATA_HDR_SIZE, EXEC_HDR_SIZE, NET_EVENT_SIZE, RecordKind
+from .layout import (
+    CTL_EVENT_SIZE,
+    DATA_HDR_SIZE,
+    DNS_ADDRS_MAX,
+    DNS_EVENT_SIZE,
+    EXEC_HDR_SIZE,
+    NET_EVENT_SIZE,
+    RecordKind,
+)
 from .records import (
     ConnCloseRecord,
     DataRecord,
     Direction,
+    DnsRecord,
     ExecRecord,
     ForkRecord,
     NetConnectRecord,
@@ -27,8 +36,11 @@ DATA_HDR = struct.Struct("<HHIIIQQQIIBB6x16s")
 CTL_EVENT = struct.Struct("<HHIIIQQiIQ16s")
 EXEC_HDR = struct.Struct("<HHIIIIIQII16s")
 NET_EVENT = struct.Struct("<HHIIIQQHHHBB16s16s16s")
+DNS_EVENT = struct.Struct(f"<HHIIiQQI{DNS_ADDRS_MAX}H{DNS_ADDRS_MAX * 16}s128s16s4x")  # 4x: tail padding
 assert DATA_HDR.size == DATA_HDR_SIZE and CTL_EVENT.size == CTL_EVENT_SIZE
-assert EXEC_HDR.size == EXEC_HDR_SIZE and NET_EVENT.size == NET_EVENT_SIZE
+assert (
+    EXEC_HDR.size == EXEC_HDR_SIZE and NET_EVENT.size == NET_EVENT_SIZE and DNS_EVENT.size == DNS_EVENT_SIZE
+)
 _TRUNCATED = 0x1
 
 _DIRECTIONS = (Direction.WRITE, Direction.READ)
@@ -72,6 +84,8 @@ def parse_record(buf: bytes) -> RawRecord:
         return _parse_exec(buf)
     if kind == RecordKind.NET_CONNECT:
         return _parse_connect(buf)
+    if kind == RecordKind.DNS:
+        return _parse_dns(buf)
     if len(buf) < CTL_EVENT_SIZE:
         raise MalformedRecord(f"short control record of kind {kind}")
     (_, _flags, pid, tid, ppid, ts_ns, conn_id, exit_code, _pad, start_ns, comm) = CTL_EVENT.unpack_from(buf)
@@ -137,6 +151,22 @@ def _parse_connect(buf: bytes) -> NetConnectRecord:
         success=bool(success),
         comm=_comm(comm),
     )
+
+
+def _parse_dns(buf: bytes) -> DnsRecord:
+    if len(buf) < DNS_EVENT_SIZE:
+        raise MalformedRecord("short dns record")
+    fields = DNS_EVENT.unpack_from(buf)
+    pid, tid, ret, ts_ns, done_ns, count = fields[2], fields[3], fields[4], fields[5], fields[6], fields[7]
+    families = fields[8 : 8 + DNS_ADDRS_MAX]
+    addrs, name, comm = fields[8 + DNS_ADDRS_MAX], fields[9 + DNS_ADDRS_MAX], fields[10 + DNS_ADDRS_MAX]
+    answers: list[str] = []
+    for i in range(min(count, DNS_ADDRS_MAX)):
+        ip = _ip(families[i], addrs[i * 16 : i * 16 + 16])
+        if ip and ip not in answers:  # getaddrinfo repeats an address per socket type
+            answers.append(ip)
+    return DnsRecord(pid=pid, tid=tid, ts_ns=ts_ns, done_ns=done_ns, query=_comm(name), ret=ret,
+                     answers=answers, comm=_comm(comm))  # fmt: skip
 
 
 def record_kind(buf: bytes) -> int:

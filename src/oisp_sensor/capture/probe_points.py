@@ -30,6 +30,7 @@ EX_READ = ("oisp_ssl_read_ex_entry", "oisp_ssl_read_return")
 PLAIN_WRITE = ("oisp_ssl_write_entry", "oisp_ssl_write_return")
 EX_WRITE = ("oisp_ssl_write_ex_entry", "oisp_ssl_write_return")
 FREE = ("oisp_ssl_free", None)
+RESOLVER = ("oisp_getaddrinfo_entry", "oisp_getaddrinfo_return")
 
 # enum oisp_data_source: passed as the attach cookie, stamped on every data record.
 SOURCE_OPENSSL = 0
@@ -192,6 +193,19 @@ def _gnutls(binary: _Binary, functions: tuple[str, ...]) -> list[ProbePoint]:
         if point is not None:
             points.append(point)
     return points
+
+
+def plan_resolver_probes(path: str) -> list[ProbePoint]:
+    """getaddrinfo() in a libc: the name a process resolves and the addresses it gets."""
+    try:
+        binary = _Binary(path)
+    except ELFError as exc:
+        raise ValueError(f"{path}: not a usable ELF file: {exc}") from None
+    try:
+        point = _single(binary, "getaddrinfo", RESOLVER, 0)
+        return [point] if point is not None else []
+    finally:
+        binary.close()
 
 
 def plan_probes(path: str, functions: tuple[str, ...], family: str = "openssl") -> list[ProbePoint]:

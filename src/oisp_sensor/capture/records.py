@@ -112,4 +112,20 @@ class NetConnectRecord:
     comm: str = ""
 
 
-RawRecord = DataRecord | ConnCloseRecord | ProcessExitRecord | ExecRecord | ForkRecord | NetConnectRecord
+@dataclass(slots=True)
+class DnsRecord:
+    """A getaddrinfo() call returned: the name asked for and the addresses it got."""
+
+    pid: int
+    tid: int
+    ts_ns: int
+    done_ns: int
+    query: str
+    ret: int  # 0, or an EAI_* error code
+    answers: list[str] = field(default_factory=list)
+    comm: str = ""
+
+
+RawRecord = (
+    DnsRecord | DataRecord | ConnCloseRecord | ProcessExitRecord | ExecRecord | ForkRecord | NetConnectRecord
+)

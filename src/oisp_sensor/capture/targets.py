@@ -163,13 +163,34 @@ def exported_functions(path: str, names: tuple[str, ...]) -> tuple[str, ...] | N
         return None
 
 
+def system_libc_paths() -> list[str]:
+    """The C libraries whose getaddrinfo() gives DNS events (the loader cache's libc.so.6)."""
+    found: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    candidates = [line.split("=>", 1)[1].strip() for line in _ldconfig().splitlines()
+                  if "libc.so.6" in line and "=>" in line]  # fmt: skip
+    candidates += [os.path.join(d, "libc.so.6") for d in LIB_DIRS]
+    for path in candidates:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            found.append(path)
+    return found
+
+
+def _ldconfig() -> str:
+    try:
+        return subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def _system_libssl_paths() -> Iterator[str]:
     seen: set[str] = set()
-    try:
-        out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    for line in out.splitlines():
+    for line in _ldconfig().splitlines():
         if ("libssl.so" in line or "libgnutls.so" in line) and "=>" in line:
             path = line.split("=>", 1)[1].strip()
             if path not in seen:

@@ -6,14 +6,16 @@ in as a ProcessInfo looked up by the pipeline.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..capture.records import ExecRecord, ForkRecord, NetConnectRecord, ProcessExitRecord
+from ..capture.records import DnsRecord, ExecRecord, ForkRecord, NetConnectRecord, ProcessExitRecord
 from ..enrich.process import ProcessInfo
 from ..schema.events import (
     NETWORK_CONNECT,
+    NETWORK_DNS,
     PROCESS_EXEC,
     PROCESS_EXIT,
     PROCESS_FORK,
@@ -31,6 +33,7 @@ class SystemCounters:
     process_fork: int = 0
     process_exit: int = 0
     network_connect: int = 0
+    network_dns: int = 0
 
 
 class SystemEventBuilder:
@@ -39,6 +42,19 @@ class SystemEventBuilder:
         self.process_enabled = process
         self.network_enabled = network
         self.counters = SystemCounters()
+        # Answers of recent resolutions: (pid, ip) and ip -> name, to name connect targets.
+        self._names: OrderedDict[tuple[int, str], str] = OrderedDict()
+        self._names_any: OrderedDict[str, str] = OrderedDict()
+
+    def _remember(self, pid: int, ip: str, name: str) -> None:
+        for cache, key in ((self._names, (pid, ip)), (self._names_any, ip)):
+            cache[key] = name  # type: ignore[index]
+            cache.move_to_end(key)  # type: ignore[arg-type]
+            if len(cache) > 8192:
+                cache.popitem(last=False)
+
+    def hostname_for(self, pid: int, ip: str) -> str | None:
+        return self._names.get((pid, ip)) or self._names_any.get(ip)
 
     def _event(self, event_type: str, ts_ns: int, data: dict[str, Any], pid: int, tid: int = 0,
                uid: int = -1, comm: str = "", reasons: list[str] | None = None) -> SensorEvent:  # fmt: skip
@@ -107,9 +123,13 @@ class SystemEventBuilder:
         if not self.network_enabled:
             return []
         self.counters.network_connect += 1
+        remote: dict[str, Any] = {"ip": record.remote_ip, "port": record.remote_port}
+        hostname = self.hostname_for(record.pid, record.remote_ip)
+        if hostname:
+            remote["hostname"] = hostname
         data = {
             "local": {"ip": record.local_ip, "port": record.local_port},
-            "remote": {"ip": record.remote_ip, "port": record.remote_port},
+            "remote": remote,
             "protocol": "tcp",
             "family": "ipv6" if record.family == 10 else "ipv4",
             "tls": record.remote_port in TLS_PORTS,
@@ -119,3 +139,20 @@ class SystemEventBuilder:
         return [
             self._event(NETWORK_CONNECT, record.ts_ns, data, record.pid, record.tid, record.uid, record.comm)
         ]
+
+    def dns(self, record: DnsRecord) -> list[SensorEvent]:
+        if not self.network_enabled:
+            return []
+        self.counters.network_dns += 1
+        for ip in record.answers:
+            self._remember(record.pid, ip, record.query)
+        data: dict[str, Any] = {
+            "query": record.query,
+            "answers": record.answers,
+            "success": record.ret == 0,
+            "resolver": "getaddrinfo",
+            "duration_ms": round(max(0, record.done_ns - record.ts_ns) / 1e6, 3),
+        }
+        if record.ret:
+            data["error_code"] = record.ret
+        return [self._event(NETWORK_DNS, record.ts_ns, data, record.pid, record.tid, comm=record.comm)]
