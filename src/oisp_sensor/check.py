@@ -12,7 +12,6 @@ from pathlib import Path
 from .capture.loader import default_bpf_object
 from .capture.targets import TargetScanner
 
-
 _FAMILY_NAMES = {"openssl": "OpenSSL", "gnutls": "GnuTLS"}
 
 

@@ -85,6 +85,7 @@ class Pipeline:
         self._last_expire = 0
         self._latest_ts = 0
         self._seen_pids: set[int] = set()  # pids whose /proc context is cached
+        self._pending: list[dict[str, Any]] = []  # events not yet handed to the exporters
         self.raw_writer: RawWriter | None = None  # --save-raw: keep the records as captured
 
     # ---- per record -----------------------------------------------------------------
@@ -104,6 +105,15 @@ class Pipeline:
                 self.counts["malformed_records"] += 1
                 continue
             self.process_record(record)
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Hand the events made since the last call to every exporter, as one batch."""
+        if not self._pending:
+            return
+        events, self._pending = self._pending, []
+        for exporter in self.exporters:
+            exporter.submit_many(events)
 
     def process_record(self, record: Any) -> None:
         if (
@@ -123,9 +133,11 @@ class Pipeline:
             self._emit_all(self.system.exec(record, self._exec_context(record)))
         elif isinstance(record, ProcessExitRecord):
             self._decode(record)  # finishes the exchanges of its connections first
+            self.processes.known(record.pid, record.comm)  # gone: no /proc to read
             self._emit_all(self.system.exit(record))
             self._seen_pids.discard(record.pid)
         elif isinstance(record, ForkRecord):
+            self.processes.inherit(record.pid, record.ppid)
             self._emit_all(self.system.fork(record))
         elif isinstance(record, NetConnectRecord):
             self._emit_all(self.system.connect(record))
@@ -187,12 +199,14 @@ class Pipeline:
         for output in self.tracker.expire_idle(now, self.idle_ns):
             for event in self.builder.process(output):
                 self.emit(event)
+        self.dispatch()
 
     def finish(self) -> None:
         """Shutdown: every pending exchange is emitted (marked incomplete where it is)."""
         for output in self.tracker.flush(time.monotonic_ns()):
             for event in self.builder.process(output):
                 self.emit(event)
+        self.dispatch()
 
     # ---- events ---------------------------------------------------------------------
 
@@ -211,8 +225,7 @@ class Pipeline:
         final = self.redactor.apply(final)
         self.counts["events"] += 1
         self.events_by_type[event.event_type] = self.events_by_type.get(event.event_type, 0) + 1
-        for exporter in self.exporters:
-            exporter.submit(final)
+        self._pending.append(final)
         if self.on_event:
             self.on_event(final)
 

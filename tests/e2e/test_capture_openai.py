@@ -37,8 +37,10 @@ class Recording:
     raw: bytes
     results: dict[str, Any] = field(default_factory=dict)
 
-    def for_pid(self, pid: int) -> list[dict[str, Any]]:
-        return ai_events(self.events, pid)
+    def for_pid(
+        self, pid: int, types: tuple[str, ...] = ("ai.request", "ai.response")
+    ) -> list[dict[str, Any]]:
+        return ai_events(self.events, pid, types)
 
     def with_message(self, text: str) -> list[dict[str, Any]]:
         """The ai.request whose user message is `text`, and its response."""

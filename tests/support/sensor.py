@@ -72,7 +72,10 @@ class RunningSensor:
             self.stop()
 
 
-def ai_events(events: list[dict[str, Any]], pid: int | None = None) -> list[dict[str, Any]]:
-    return [
-        e for e in events if e["event_type"].startswith("ai.") and (pid is None or e["process"]["pid"] == pid)
-    ]
+def ai_events(
+    events: list[dict[str, Any]],
+    pid: int | None = None,
+    types: tuple[str, ...] = ("ai.request", "ai.response"),
+) -> list[dict[str, Any]]:
+    """The AI call events (by default the request/response pairs only) of one process or all."""
+    return [e for e in events if e["event_type"] in types and (pid is None or e["process"]["pid"] == pid)]

@@ -132,6 +132,22 @@ class ProcessCache:
         self._store(info)
         return info
 
+    def inherit(self, child: int, parent: int) -> None:
+        """A fork: until it execs, the child runs its parent's image (no /proc read)."""
+        with self._lock:
+            info = self._entries.get(parent)
+        if info is not None:
+            copy = ProcessInfo(**{f: getattr(info, f) for f in ProcessInfo.__slots__})  # type: ignore[attr-defined]
+            copy.pid, copy.ppid, copy.cmdline = child, parent, list(info.cmdline)
+            self._store(copy)
+
+    def known(self, pid: int, comm: str) -> None:
+        """Make sure an exited process has an entry, without reading /proc (it is gone)."""
+        with self._lock:
+            if pid in self._entries:
+                return
+        self._store(ProcessInfo(pid=pid, name=comm))
+
     def put(self, info: ProcessInfo) -> None:
         """Store what is known of a process's current image (from an exec record)."""
         self._store(info)

@@ -7,12 +7,10 @@ drops the event and counts it. A worker thread delivers batches.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
-import time
 from abc import ABC, abstractmethod
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -49,6 +47,10 @@ class Exporter(ABC):
     @abstractmethod
     def submit(self, event: dict[str, Any]) -> None: ...
 
+    def submit_many(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            self.submit(event)
+
     @abstractmethod
     def flush(self, timeout: float) -> bool: ...
 
@@ -59,20 +61,25 @@ class Exporter(ABC):
     def stats(self) -> ExporterStats: ...
 
 
-_STOP = object()
-
-
 class QueuedExporter(Exporter):
-    """Bounded queue + worker thread; subclasses implement `deliver(batch)`."""
+    """Bounded queue + worker thread; subclasses implement `deliver(batch)`.
+
+    The pipeline hands over events in batches (`submit_many`), so the worker wakes once
+    per batch, not per event. When the queue is full the OLDEST events are dropped and
+    counted (the Export documentation's backpressure rule): fresh events matter more.
+    """
 
     def __init__(self, name: str, queue_size: int = 100_000, max_batch: int = 512) -> None:
         self.name = name
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._capacity = queue_size
+        self._items: deque[dict[str, Any]] = deque()
+        self._cond = threading.Condition()
+        self._inflight = 0  # taken by the worker, not yet delivered
+        self._worker_waiting = False
+        self._closing = False
         self._max_batch = max_batch
         self._stats = ExporterStats(name=name)
         self._thread: threading.Thread | None = None
-        self._idle = threading.Event()
-        self._idle.set()
 
     # -- subclass API --
     def open(self) -> None:
@@ -92,69 +99,64 @@ class QueuedExporter(Exporter):
         self._thread.start()
 
     def submit(self, event: dict[str, Any]) -> None:
-        self._stats.events_submitted += 1
-        try:
-            self._queue.put_nowait(event)
-            self._idle.clear()
-        except queue.Full:
-            self._stats.events_dropped += 1
-            if self._stats.status == "ok":
-                self._stats.status = "degraded"
+        self.submit_many([event])
+
+    def submit_many(self, events: list[dict[str, Any]]) -> None:
+        with self._cond:
+            self._stats.events_submitted += len(events)
+            self._items.extend(events)
+            overflow = len(self._items) - self._capacity
+            if overflow > 0:
+                for _ in range(overflow):
+                    self._items.popleft()
+                self._stats.events_dropped += overflow
+                if self._stats.status == "ok":
+                    self._stats.status = "degraded"
+            if self._worker_waiting:
+                self._cond.notify()
 
     def flush(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._queue.unfinished_tasks == 0:
-                return True
-            time.sleep(0.005)
-        return self._queue.unfinished_tasks == 0
+        with self._cond:
+            if self._thread is None:
+                return not self._items
+            return self._cond.wait_for(lambda: not self._items and not self._inflight, timeout)
 
     def close(self, timeout: float) -> None:
         if self._thread is None:
             return
         self.flush(timeout)
-        with contextlib.suppress(queue.Full):
-            self._queue.put(_STOP, timeout=max(0.1, timeout))
+        with self._cond:
+            self._closing = True
+            # Whatever is still queued could not be delivered in time: counted, not lost silently.
+            self._stats.events_dropped += len(self._items)
+            self._items.clear()
+            self._cond.notify_all()
         self._thread.join(timeout=max(0.1, timeout))
-        # Whatever is still queued could not be delivered in time: counted, not lost silently.
-        leftover = 0
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                leftover += 1
-        self._stats.events_dropped += leftover
         self._stats.status = "closed"
         self._thread = None
 
-    def stats(self) -> ExporterStats:
-        self._stats.queue_depth = self._queue.qsize()
-        return self._stats
+    def _next_batch(self) -> list[dict[str, Any]] | None:
+        with self._cond:
+            while not self._items and not self._closing:
+                self._worker_waiting = True
+                self._cond.wait()
+                self._worker_waiting = False
+            if not self._items:
+                return None
+            take = min(len(self._items), self._max_batch)
+            batch = [self._items.popleft() for _ in range(take)]
+            self._inflight = take
+            return batch
 
     def _run(self) -> None:
-        q = self._queue
         while True:
-            item = q.get()
-            if item is _STOP:
-                q.task_done()
+            batch = self._next_batch()
+            if batch is None:
                 break
-            batch = [item]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                batch.append(nxt)
             try:
                 self.deliver(batch)
                 self._stats.events_exported += len(batch)
-                if self._stats.status == "degraded" and q.qsize() < q.maxsize // 2:
+                if self._stats.status == "degraded" and len(self._items) < self._capacity // 2:
                     self._stats.status = "ok"
             except Exception as exc:  # a destination error must not kill the worker
                 self._stats.errors += 1
@@ -162,13 +164,15 @@ class QueuedExporter(Exporter):
                 self._stats.last_error = f"{type(exc).__name__}: {exc}"
                 self._stats.status = "degraded"
                 log.warning("%s exporter: %s", self.name, self._stats.last_error)
-            for _ in batch:
-                q.task_done()
-            if stop:
-                q.task_done()
-                break
+            with self._cond:
+                self._inflight = 0
+                self._cond.notify_all()
         try:
             self.shutdown()
         except Exception as exc:
             self._stats.errors += 1
             self._stats.last_error = f"{type(exc).__name__}: {exc}"
+
+    def stats(self) -> ExporterStats:
+        self._stats.queue_depth = len(self._items)
+        return self._stats
