@@ -9,9 +9,11 @@ answers, and namespaces must disappear afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -618,3 +620,155 @@ def test_deterministic_helpers() -> None:
         },
     }
     assert example_args(schema) == {"s": "example", "e": "x", "d": 7, "b": True}
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP/2 (ALPN h2, opt-in with --http2 / http2=True)
+# --------------------------------------------------------------------------------------------
+from tests.support.fixtures import H2_PORT  # noqa: E402,F401  (fixture h2_fake is shared)
+
+
+def curl_version(fake: FakeProviderHandle, *args: str) -> str:
+    """The HTTP version curl used for a request (``%{http_version}``: "2", "1.1")."""
+    proc = fake.ns.run(
+        ["curl", "-sS", "--cacert", str(fake.ca_path), "-o", "/dev/null", "-w", "%{http_version}", *args],
+        env=fake.env(),
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_curl_http2(h2_fake: FakeProviderHandle, fake_provider: FakeProviderHandle) -> None:
+    """curl --http2 gets h2 from the --http2 fake, same answers; the default fake stays HTTP/1.1."""
+    url = h2_fake.url("api.openai.com", "/v1/chat/completions")
+    assert curl_version(h2_fake, "--http2", *auth(h2_fake), "-d", chat_body(), url) == "2"
+    assert curl_version(h2_fake, "--http1.1", *auth(h2_fake), "-d", chat_body(), url) == "1.1"
+    default = fake_provider.url("api.openai.com", "/v1/chat/completions")
+    assert curl_version(fake_provider, "--http2", *auth(fake_provider), "-d", chat_body(), default) == "1.1"
+    headers, body = curl(h2_fake, "--http2", *auth(h2_fake), "-d", chat_body(), url)
+    assert headers[":status"] == "200" and headers["content-length"] == str(len(body))
+    assert "transfer-encoding" not in headers and "connection" not in headers
+    data = json.loads(body)
+    assert data["choices"][0]["message"]["content"] == GREETING
+    assert data["usage"]["prompt_tokens"] == PROMPT_TOKENS
+    # streaming, gzip-compressed and paced: SSE over DATA frames
+    headers, body = curl(
+        h2_fake,
+        "--http2",
+        "--compressed",
+        *auth(h2_fake),
+        "-H",
+        "x-fake-gzip: 1",
+        "-H",
+        "x-fake-stream-delay-ms: 5",
+        "-d",
+        chat_body(stream=True),
+        url,
+    )
+    assert headers["content-encoding"] == "gzip" and headers["content-type"].startswith("text/event-stream")
+    payloads = sse_data(body)
+    assert payloads[-1] == "[DONE]"
+    assert (
+        "".join(json.loads(p)["choices"][0]["delta"].get("content") or "" for p in payloads[:-1]) == GREETING
+    )
+    # errors and Anthropic's named events
+    headers, body = curl(h2_fake, "--http2", *auth(h2_fake), "-d", chat_body("error-429"), url)
+    assert headers[":status"] == "429" and headers["retry-after"] == "1"
+    assert json.loads(body)["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_httpx_http2_in_namespace(h2_fake: FakeProviderHandle) -> None:
+    """httpx with ``http2=True`` (through the real hostname and CA) negotiates h2."""
+    script = (
+        "import httpx, json, sys\n"
+        "url = sys.argv[1]\n"
+        "body = {'model': 'gpt-4o-mini', 'messages': [{'role': 'user', 'content': sys.argv[2]}]}\n"
+        "with httpx.Client(http2=True) as c:\n"
+        "    r = c.post(url, json=body, headers={'authorization': 'Bearer k'})\n"
+        "    with c.stream('POST', url, json={**body, 'stream': True}, headers={'authorization': 'Bearer k'}) as s:\n"
+        "        lines = [line for line in s.iter_lines() if line]\n"
+        "        sv = s.http_version\n"
+        "print(json.dumps({'v': r.http_version, 'sv': sv, 'text': r.json()['choices'][0]['message']['content'],"
+        " 'last': lines[-1]}))\n"
+    )
+    url = h2_fake.url("api.openai.com", "/v1/chat/completions")
+    proc = h2_fake.run([sys.executable, "-c", script, url, MESSAGE])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "v": "HTTP/2",
+        "sv": "HTTP/2",
+        "text": GREETING,
+        "last": "data: [DONE]",
+    }
+
+
+def test_http2_in_process(tls_material: TlsMaterial) -> None:
+    """Multiplexing, flow control both ways, and the HTTP/1.1 fallback of an --http2 fake."""
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("h2")
+    ctx = ssl.create_default_context(cafile=str(tls_material.ca_path))
+    auth_header = {"authorization": "Bearer k"}
+
+    async def concurrent(base: str) -> list[tuple[str, float]]:
+        async with httpx.AsyncClient(http2=True, verify=ctx, base_url=base) as client:
+
+            async def one(delay: int) -> tuple[str, float]:
+                body = {"model": "m", "messages": [{"role": "user", "content": f"d{delay}"}]}
+                headers = {**auth_header, "x-fake-delay-ms": str(delay)}
+                resp = await client.post("/v1/chat/completions", json=body, headers=headers)
+                assert resp.http_version == "HTTP/2"
+                return resp.json()["choices"][0]["message"]["content"], time.monotonic()
+
+            return await asyncio.gather(*(one(d) for d in (600, 400, 200, 0)))
+
+    with serve_in_thread(tls_material.cert_path, tls_material.key_path, http2=True) as srv:
+        base = f"https://localhost:{srv.port}"
+        t0 = time.monotonic()
+        answers = asyncio.run(concurrent(base))
+        assert [text for text, _ in answers] == [
+            greeting for greeting in (f"Hello! You said: d{d}" for d in (600, 400, 200, 0))
+        ]
+        finished = [at for _, at in answers]
+        assert finished[3] < finished[0]  # answered out of order on one connection
+        assert time.monotonic() - t0 < 1.1  # in sequence they would take 1.2 s
+        assert srv.app.stats.connections == 1
+        with httpx.Client(http2=True, verify=ctx, base_url=base) as client:
+            big = " ".join(["w"] * 60_000)  # 120 KB each way: more than the 64 KiB windows
+            resp = client.post(
+                "/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": big}]},
+                headers={**auth_header, "x-fake-chunked": "1"},
+            )
+            assert resp.json()["choices"][0]["message"]["content"] == f"Hello! You said: {big}"
+            assert "content-length" not in resp.headers
+        with httpx.Client(http2=False, verify=ctx, base_url=base) as client:
+            assert client.get("/_fake/health").http_version == "HTTP/1.1"
+
+
+def test_http1_bytes_unchanged_by_http2_option(tls_material: TlsMaterial) -> None:
+    """An HTTP/1.1 client gets the same bytes from an --http2 fake (date and ids masked)."""
+    ctx = ssl.create_default_context(cafile=str(tls_material.ca_path))
+    ctx.set_alpn_protocols(["http/1.1"])
+    request = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\nAuthorization: Bearer k\r\n"
+        "Content-Type: application/json\r\nConnection: close\r\nContent-Length: {n}\r\n\r\n{body}"
+    )
+    body = chat_body(stream=True)
+    answers = []
+    for http2 in (False, True):
+        with (
+            serve_in_thread(tls_material.cert_path, tls_material.key_path, http2=http2) as srv,
+            socket.create_connection(("127.0.0.1", srv.port)) as sock,
+            ctx.wrap_socket(sock, server_hostname="api.openai.com") as tls,
+        ):
+            assert tls.selected_alpn_protocol() == "http/1.1"
+            tls.sendall(request.format(n=len(body), body=body).encode())
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+        data = re.sub(rb"date: [^\r]+", b"date: X", data)
+        data = re.sub(rb"(req_|chatcmpl-)[0-9A-Za-z]+", rb"\1X", data)
+        answers.append(data)
+    assert answers[0] == answers[1]
+    assert answers[0].startswith(b"HTTP/1.1 200 OK\r\n")

@@ -11,7 +11,11 @@ on 127.0.0.1:443 so that ``https://api.openai.com`` reaches it::
 or in-process (any port) with :func:`serve_in_thread`.
 
 Implementation: asyncio + ``httptools`` (already a dependency of the sensor) + ``orjson``,
-HTTP/1.1 with keep-alive and pipelining, ALPN ``http/1.1``. Measured (2,000 keep-alive chat
+HTTP/1.1 with keep-alive and pipelining, ALPN ``http/1.1``. With ``--http2`` (or ``http2=True``)
+ALPN offers ``h2`` first and ``http/1.1`` second; a client that picks ``h2`` is served the same
+endpoints over HTTP/2 by the ``h2`` library (one stream per request, answered concurrently, SSE
+as DATA frames as events come, flow control honoured); HTTP/1.1 clients see exactly the same bytes
+as without the flag. Measured (2,000 keep-alive chat
 completions from one client) at 0.09-0.22 ms of server process CPU per request including TLS, and
 0.05-0.10 ms from parsed request to response written; so it stays out of the way of the sensor's
 benchmarks. ``GET /_fake/stats`` reports the latter (``handler_seconds``).
@@ -77,7 +81,8 @@ Test-controlled behaviours, by request header:
 * ``x-fake-gzip: 1`` -- gzip the response body (``Content-Encoding: gzip``); streams are
   compressed incrementally with a sync flush after each event, as a proxy would.
 * ``x-fake-chunked: 1`` -- ``Transfer-Encoding: chunked`` for non-streaming answers (body in
-  three chunks). Streams are always chunked, as the providers' are.
+  three chunks). Streams are always chunked, as the providers' are. Over HTTP/2 (which has no
+  chunked coding) the body goes in three DATA frames and has no ``content-length``.
 * ``x-fake-delay-ms: N`` -- wait N ms before answering.
 * ``x-fake-stream-delay-ms: N`` -- wait N ms between SSE events, so a client reads them in
   separate ``SSL_read`` calls.
@@ -111,6 +116,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
 import httptools
 import orjson
 
@@ -354,22 +363,31 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
+        self.h2: _H2Connection | None = None  # set when ALPN chose h2: it handles everything
 
     # asyncio callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Remember the transport."""
+        """Remember the transport; hand an ``h2`` connection over to :class:`_H2Connection`."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.app.stats.connections += 1
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            self.h2 = _H2Connection(self.app, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop any in-flight slow answer."""
         self.closed = True
         if self.task is not None:
             self.task.cancel()
+        if self.h2 is not None:
+            self.h2.connection_lost()
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser; malformed HTTP gets a 400 and the connection closed."""
+        if self.h2 is not None:
+            self.h2.data_received(data)
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -548,6 +566,240 @@ class _StreamEncoder:
         """The gzip trailer if any, then the terminating zero-length chunk."""
         tail = self._frame(self._z.flush()) if self._z is not None else b""
         return tail + b"0\r\n\r\n"
+
+
+class _H2Connection:
+    """One HTTP/2 connection, served with the ``h2`` library (ALPN ``h2`` only).
+
+    Why its own class: HTTP/2 multiplexes, so requests are answered per stream and
+    concurrently, never in connection order, and every write must respect flow control.
+    Bodies wait in a per-stream queue that is pumped whenever a window opens.
+    """
+
+    def __init__(self, app: FakeProvider, transport: asyncio.Transport) -> None:
+        """Start the connection: send our SETTINGS (the server preface)."""
+        self.app = app
+        self.transport = transport
+        self.loop = asyncio.get_running_loop()
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        self.closed = False
+        self.heads: dict[int, list[tuple[str, str]]] = {}
+        self.bodies: dict[int, list[bytes]] = {}
+        self.outgoing: dict[int, deque[tuple[bytes, bool]]] = {}  # (data, end_stream) to send
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.conn.initiate_connection()
+        self._flush()
+
+    # input -----------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        """Feed h2; act on its events; a protocol error ends the connection (h2 sent GOAWAY)."""
+        if self.closed:
+            return
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            self._flush()
+            self.close()
+            return
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                self.heads[event.stream_id] = [(str(k), str(v)) for k, v in event.headers or []]
+                self.bodies[event.stream_id] = []
+            elif isinstance(event, h2.events.DataReceived):
+                if event.stream_id in self.bodies and event.data:
+                    self.bodies[event.stream_id].append(event.data)
+                if event.flow_controlled_length:  # read at once: open the windows again
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                self._request_complete(event.stream_id)
+            elif isinstance(event, h2.events.StreamReset):
+                self._forget(event.stream_id)
+            elif isinstance(event, h2.events.WindowUpdated):
+                for sid in [event.stream_id] if event.stream_id else list(self.outgoing):
+                    self._pump(sid)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.close()
+                return
+        self._flush()
+
+    def connection_lost(self) -> None:
+        """The client went away: stop every slow answer."""
+        self.closed = True
+        for task in list(self.tasks.values()):
+            task.cancel()
+
+    def close(self) -> None:
+        """Close the transport (after what is queued has been written)."""
+        self.closed = True
+        self.transport.close()
+
+    # requests --------------------------------------------------------------------------------
+    def _request_complete(self, sid: int) -> None:
+        """A whole request arrived on ``sid``: parse it like HTTP/1.1 does and answer it."""
+        head = self.heads.pop(sid, None)
+        body = b"".join(self.bodies.pop(sid, []))
+        if head is None:
+            return
+        pseudo = {name: value for name, value in head if name.startswith(":")}
+        headers = {name: value for name, value in head if not name.startswith(":")}
+        if ":authority" in pseudo:
+            headers.setdefault("host", pseudo[":authority"])
+        if headers.get("content-encoding", "").lower() == "gzip" and body:
+            with contextlib.suppress(OSError, EOFError, zlib.error):
+                body = gzip.decompress(body)
+        target = pseudo.get(":path", "/")
+        parts = urlsplit(target)
+        req = Request(
+            method=pseudo.get(":method", "GET"),
+            target=target,
+            path=parts.path,
+            query=parse_qs(parts.query),
+            headers=headers,
+            body=body,
+            keep_alive=True,
+        )
+        t0 = time.perf_counter()
+        resp = self.app.handle(req)
+        if req.header_ms("x-fake-delay-ms") or (
+            resp.events is not None and req.header_ms("x-fake-stream-delay-ms")
+        ):
+            self.tasks[sid] = self.loop.create_task(self._answer_slowly(sid, req, resp))
+            return
+        self._answer(sid, req, resp)
+        self.app.stats.handler_seconds += time.perf_counter() - t0
+
+    def _head(self, resp: Response, *, gzipped: bool, length: int | None) -> list[tuple[str, str]]:
+        """The response header list (HTTP/1.1's, less the hop-by-hop fields h2 forbids)."""
+        headers = [
+            (":status", str(resp.status)),
+            ("date", _http_date()),
+            ("content-type", resp.content_type),
+        ]
+        if length is not None:
+            headers.append(("content-length", str(length)))
+        if gzipped:
+            headers.append(("content-encoding", "gzip"))
+        if resp.events is not None:
+            headers.append(("cache-control", "no-cache"))
+        headers.extend((k.lower(), v) for k, v in resp.headers)
+        headers.append(("server", "oisp-fake-provider"))
+        return headers
+
+    def _answer(self, sid: int, req: Request, resp: Response) -> None:
+        """Send a whole answer now (events too, when no pacing was asked)."""
+        gzipped = req.header_flag("x-fake-gzip")
+        if resp.events is not None:
+            z = zlib.compressobj(6, zlib.DEFLATED, 31) if gzipped else None
+            self._send_head(sid, self._head(resp, gzipped=gzipped, length=None))
+            for event in resp.events:
+                self._send(sid, z.compress(event) + z.flush(zlib.Z_SYNC_FLUSH) if z else event, False)
+            self._send(sid, z.flush() if z else b"", True)
+            return
+        body = gzip.compress(resp.body, compresslevel=6, mtime=0) if gzipped else resp.body
+        if req.header_flag("x-fake-chunked"):
+            self._send_head(sid, self._head(resp, gzipped=gzipped, length=None))
+            third = max(1, -(-len(body) // 3))
+            pieces = [body[i : i + third] for i in range(0, len(body), third)] or [b""]
+            for index, piece in enumerate(pieces):
+                self._send(sid, piece, index == len(pieces) - 1)
+            return
+        self._send_head(sid, self._head(resp, gzipped=gzipped, length=len(body)))
+        self._send(sid, body, True)
+
+    async def _answer_slowly(self, sid: int, req: Request, resp: Response) -> None:
+        """Answer after ``x-fake-delay-ms``, spacing events by ``x-fake-stream-delay-ms``."""
+        try:
+            delay = req.header_ms("x-fake-delay-ms")
+            if delay:
+                await asyncio.sleep(delay)
+            gap = req.header_ms("x-fake-stream-delay-ms")
+            if self.closed:
+                return
+            if resp.events is None or not gap:
+                self._answer(sid, req, resp)
+                self._flush()
+                return
+            gzipped = req.header_flag("x-fake-gzip")
+            z = zlib.compressobj(6, zlib.DEFLATED, 31) if gzipped else None
+            self._send_head(sid, self._head(resp, gzipped=gzipped, length=None))
+            for index, event in enumerate(resp.events):
+                if index:
+                    await asyncio.sleep(gap)
+                if self.closed or sid not in self.outgoing:
+                    return
+                self._send(sid, z.compress(event) + z.flush(zlib.Z_SYNC_FLUSH) if z else event, False)
+                self._flush()
+            self._send(sid, z.flush() if z else b"", True)
+            self._flush()
+        except asyncio.CancelledError:
+            return
+        finally:
+            self.tasks.pop(sid, None)
+
+    # output ------------------------------------------------------------------------------------
+    def _send_head(self, sid: int, headers: list[tuple[str, str]]) -> None:
+        if self.closed:
+            return
+        try:
+            self.conn.send_headers(sid, headers)
+        except h2.exceptions.StreamClosedError:
+            return
+        self.outgoing[sid] = deque()
+
+    def _send(self, sid: int, data: bytes, end: bool) -> None:
+        """Queue body bytes (``end``: the last) and send what the windows allow."""
+        queue = self.outgoing.get(sid)
+        if queue is None:
+            return
+        queue.append((data, end))
+        self._pump(sid)
+
+    def _pump(self, sid: int) -> None:
+        """Send queued DATA of ``sid`` within the flow-control windows and frame size."""
+        queue = self.outgoing.get(sid)
+        conn = self.conn
+        try:
+            while queue:
+                data, end = queue[0]
+                if not data:
+                    queue.popleft()
+                    if end:
+                        conn.end_stream(sid)
+                        self.outgoing.pop(sid, None)
+                        return
+                    continue
+                room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+                if room <= 0:
+                    return  # resumed by WindowUpdated
+                chunk = data[:room]
+                rest = data[room:]
+                last = end and not rest
+                conn.send_data(sid, chunk, end_stream=last)
+                if rest:
+                    queue[0] = (rest, end)
+                else:
+                    queue.popleft()
+                if last:
+                    self.outgoing.pop(sid, None)
+                    return
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self._forget(sid)
+
+    def _forget(self, sid: int) -> None:
+        """The stream is gone (reset by the client): drop what it still had to send."""
+        self.outgoing.pop(sid, None)
+        self.heads.pop(sid, None)
+        self.bodies.pop(sid, None)
+        task = self.tasks.pop(sid, None)
+        if task is not None:
+            task.cancel()
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and not self.transport.is_closing():
+            self.transport.write(data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1156,11 +1408,17 @@ class FakeProvider:
 # --------------------------------------------------------------------------------------------
 # Serving
 # --------------------------------------------------------------------------------------------
-def make_ssl_context(cert: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:
-    """Server context: the given chain and key, HTTP/1.1 only via ALPN (as our emulation is)."""
+def make_ssl_context(
+    cert: str | os.PathLike[str], key: str | os.PathLike[str], *, http2: bool = False
+) -> ssl.SSLContext:
+    """Server context: the given chain and key; ALPN ``http/1.1``, or ``h2`` then ``http/1.1``.
+
+    HTTP/2 is opt-in so that clients which prefer it (curl does) keep speaking HTTP/1.1 to
+    the default fake, as every existing test expects.
+    """
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(os.fspath(cert), os.fspath(key))
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return ctx
 
 
@@ -1226,9 +1484,11 @@ def serve_in_thread(
     key: str | os.PathLike[str] | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    *,
+    http2: bool = False,
 ) -> Iterator[ThreadedServer]:
-    """Run a fake provider in this process; TLS when ``cert`` and ``key`` are given."""
-    ctx = make_ssl_context(cert, key) if cert is not None and key is not None else None
+    """Run a fake provider in this process; TLS when ``cert`` and ``key`` are given (h2 if asked)."""
+    ctx = make_ssl_context(cert, key, http2=http2) if cert is not None and key is not None else None
     server = ThreadedServer(host, port, ctx)
     try:
         yield server
@@ -1238,7 +1498,7 @@ def serve_in_thread(
 
 async def _serve_forever(args: argparse.Namespace) -> None:
     """CLI main: listen, write the ready file, serve until SIGTERM/SIGINT."""
-    ctx = make_ssl_context(args.cert, args.key) if args.cert else None
+    ctx = make_ssl_context(args.cert, args.key, http2=args.http2) if args.cert else None
     server, _app = await start_server(args.host, args.port, ctx)
     port = server.sockets[0].getsockname()[1]
     stop = asyncio.Event()
@@ -1264,6 +1524,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cert", help="server certificate chain (PEM); plain HTTP if omitted")
     parser.add_argument("--key", help="server private key (PEM)")
     parser.add_argument("--ready-file", help="written (atomically, JSON) once the socket listens")
+    parser.add_argument("--http2", action="store_true", help="offer h2 (then http/1.1) via ALPN")
     args = parser.parse_args(argv)
     if bool(args.cert) != bool(args.key):
         parser.error("--cert and --key go together")

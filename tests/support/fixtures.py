@@ -17,6 +17,7 @@ fake but realistic API keys, so sensor tests can check that a full key never rea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -273,3 +274,48 @@ def fake_provider(
     workdir = tmp_path_factory.mktemp("fake_provider")
     with NetNs() as ns:
         yield start_fake_provider(ns, tls_material, workdir)
+
+
+H2_PORT = 8443
+
+
+@pytest.fixture(scope="module")
+def h2_fake(
+    fake_provider: FakeProviderHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FakeProviderHandle]:
+    """A second fake provider with ``--http2``, in the same namespace, on :data:`H2_PORT`."""
+    workdir = tmp_path_factory.mktemp("fake_provider_h2")
+    ready = workdir / "ready"
+    log_path = workdir / "log"
+    tls = fake_provider.tls
+    with open(log_path, "wb") as log:
+        proc = fake_provider.ns.popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.fake_provider",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(H2_PORT),
+                "--cert",
+                str(tls.cert_path),
+                "--key",
+                str(tls.key_path),
+                "--ready-file",
+                str(ready),
+                "--http2",
+            ],
+            env={"PYTHONPATH": str(REPO_ROOT)},
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=False,
+        )
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
+        time.sleep(0.02)
+    yield dataclasses.replace(fake_provider, process=proc, log_path=log_path, port=H2_PORT)
+    proc.terminate()
+    proc.wait(10)

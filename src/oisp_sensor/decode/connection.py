@@ -1,4 +1,4 @@
-"""Per-connection HTTP/1.1 decoding: raw capture records in, request/response exchanges out.
+"""Per-connection HTTP decoding: raw capture records in, request/response exchanges out.
 
 The capture sees every TLS connection of every process, as interleaved records. This
 module keeps one small state per (pid, conn_id): which side of HTTP the process is,
@@ -14,6 +14,11 @@ such one (a client that does not pipeline only has one request outstanding); old
 candidates are reported unanswered, and a response no request can explain is counted
 as an orphan and dropped. A wrong pairing would attach a prompt to another prompt's
 completion, which is worse than a missing response.
+
+HTTP/2 connections (recognised by the client preface, or, when the capture joined them
+midway, by records that start with plausible frames) are handed to one
+:class:`~oisp_sensor.decode.http2.Http2Decoder` each, which correlates by stream id and
+reports through the same outputs; the process that writes the preface is the client.
 
 Everything here is synchronous and sans-IO; ``feed`` never raises.
 """
@@ -37,6 +42,7 @@ from oisp_sensor.decode.http1 import (
     RequestParser,
     ResponseParser,
 )
+from oisp_sensor.decode.http2 import Http2Decoder, plausible_frames
 from oisp_sensor.decode.messages import (
     ConnInfo,
     ConnKey,
@@ -78,9 +84,10 @@ _DETECTING = 0
 _CLIENT = 1
 _SERVER = 2  # reported (report_server_side=True)
 _SILENT = 3  # a server, not reported: bytes ignored
-_HTTP2 = 4
+_HTTP2 = 4  # decoded by self.h2 (as a client, or as a reported server)
 _NON_HTTP = 5
 _UPGRADED = 6  # was HTTP/1.1, switched protocols or became a tunnel
+_HTTP2_SERVER = 7  # only a detection verdict: it read the preface (becomes _HTTP2 or _SILENT)
 
 _WRITE = int(Direction.WRITE)
 _READ = int(Direction.READ)
@@ -95,6 +102,10 @@ class DecodeCounters:
     connections: int = 0
     http_connections: int = 0
     http2_connections: int = 0
+    late_http2_connections: int = 0  # HTTP/2 joined midway (no preface seen), confirmed by HPACK
+    http2_streams: int = 0  # requests seen on HTTP/2 streams
+    http2_frame_errors: int = 0  # corrupted frames (bad length, type, stream id, preface)
+    hpack_errors: int = 0  # header blocks that could not be decoded (lost or unknown table state)
     non_http_connections: int = 0
     server_connections: int = 0
     late_http_connections: int = 0  # first looked non-HTTP (seen mid-stream), then a request line came
@@ -141,8 +152,10 @@ def _decide(write: int, read: int) -> int | None:
     """Connection state from what each direction starts with; None: wait for more bytes."""
     if write == _REQ:
         return _CLIENT
-    if write == _H2 or read == _H2:
+    if write == _H2:
         return _HTTP2
+    if read == _H2:
+        return _HTTP2_SERVER
     if read == _REQ:
         return _SERVER
     if write == _MAYBE or read == _MAYBE:
@@ -209,9 +222,11 @@ class _Conn:
 
     __slots__ = (
         "awaiting",
+        "counted_non_http",
         "counters",
         "detect",
         "expected",
+        "h2",
         "ids",
         "info",
         "last_ts",
@@ -257,6 +272,8 @@ class _Conn:
         self.req_ex: _Exchange | None = None  # request being parsed (head seen)
         self.resp_ex: _Exchange | None = None  # exchange whose response is being parsed
         self.uncertain = False  # the response stream resynchronised: FIFO pairing not trusted
+        self.h2: Http2Decoder | None = None  # state _HTTP2 only
+        self.counted_non_http = False  # non_http_connections already counts this one
 
     # ---- bytes in ------------------------------------------------------------------
 
@@ -280,10 +297,17 @@ class _Conn:
             parser = self.req_parser if direction == self.req_dir else self.resp_parser
             if parser is not None:
                 parser.feed(data, ts_ns)
+        elif state == _HTTP2:
+            h2 = self.h2
+            if h2 is not None:
+                h2.feed(direction, data, ts_ns)
         elif state == _DETECTING:
             self._detect(direction, data, ts_ns)
-        elif state == _NON_HTTP and REQUEST_LINE_RE.match(data):
-            self._late_start(direction, data, ts_ns)
+        elif state == _NON_HTTP:
+            if REQUEST_LINE_RE.match(data):
+                self._late_start(direction, data, ts_ns)
+            elif plausible_frames(data):
+                self._start_h2_midway([(direction, ts_ns, data)])
 
     def _gap(self, direction: int, nbytes: int, ts_ns: int) -> None:
         self.counters.gaps += 1
@@ -293,6 +317,9 @@ class _Conn:
             parser = self.req_parser if direction == self.req_dir else self.resp_parser
             if parser is not None:
                 parser.gap(nbytes, ts_ns)
+        elif state == _HTTP2:
+            if self.h2 is not None:
+                self.h2.gap(direction, nbytes, ts_ns)
         elif state == _DETECTING:
             if self.detect is None:
                 self.detect = _Detection()
@@ -318,11 +345,13 @@ class _Conn:
     def _decided(self, state: int, held: list[tuple[int, int, bytes]], gap: tuple[bool, ...]) -> None:
         if state in (_CLIENT, _SERVER):
             self._start_http(state == _CLIENT, held, gap)
-        elif state == _HTTP2:
-            self.state = _HTTP2
-            self.counters.http2_connections += 1
+        elif state in (_HTTP2, _HTTP2_SERVER):
+            self._start_h2(state == _HTTP2, held, gap)
+        elif held and plausible_frames(held[0][2]):
+            self._start_h2_midway(held)  # frames, no preface: an HTTP/2 connection joined midway
         else:
             self.state = _NON_HTTP
+            self.counted_non_http = True
             self.counters.non_http_connections += 1
 
     def _late_start(self, direction: int, data: bytes, ts_ns: int) -> None:
@@ -357,10 +386,70 @@ class _Conn:
             parser = self.req_parser if direction == self.req_dir else self.resp_parser
             parser.feed(data, ts_ns)
 
+    def _start_h2(self, client: bool, held: list[tuple[int, int, bytes]], gap: tuple[bool, ...]) -> None:
+        """Preface seen: decode HTTP/2 from the start (a server stays silent unless reported)."""
+        counters = self.counters
+        counters.http2_connections += 1
+        if not client:
+            counters.server_connections += 1
+            if not self.report_server:
+                self.state = _SILENT
+                return
+        self.state = _HTTP2
+        self.info.role = Role.CLIENT if client else Role.SERVER  # no output holds it yet
+        h2 = self.h2 = Http2Decoder(self, self.max_body, _WRITE if client else _READ, preface=True)
+        for direction in (_WRITE, _READ):
+            if gap[direction]:
+                h2.gap(direction, 1, 0)  # what is held of it is not where it started
+        self._replay_h2(held)
+
+    def _start_h2_midway(self, held: list[tuple[int, int, bytes]]) -> None:
+        """Frames without a preface: decode as HTTP/2 until proven wrong (see h2_abandon)."""
+        self.state = _HTTP2
+        self.h2 = Http2Decoder(self, self.max_body, None, preface=False)
+        self._replay_h2(held)
+
+    def _replay_h2(self, held: list[tuple[int, int, bytes]]) -> None:
+        for direction, ts_ns, data in held:
+            h2 = self.h2
+            if h2 is None or self.state != _HTTP2:
+                break
+            h2.feed(direction, data, ts_ns)
+
+    # ---- Http2Sink -----------------------------------------------------------------------------
+
+    def h2_role(self, client: bool) -> bool:
+        """A connection joined midway showed its role: decode on, or stay silent as a server."""
+        self.info.role = Role.CLIENT if client else Role.SERVER  # no output holds it yet
+        if client:
+            return True
+        self.counters.server_connections += 1
+        if self.report_server:
+            return True
+        self.state = _SILENT
+        self.h2 = None
+        return False
+
+    def h2_confirmed(self, late: bool) -> None:
+        """A connection first taken for frames without a preface is HTTP/2: count it."""
+        self.counters.http2_connections += 1
+        if late:
+            self.counters.late_http2_connections += 1
+
+    def h2_abandon(self) -> None:
+        """It looked like HTTP/2 frames but was not: back to ignoring it."""
+        self.state = _NON_HTTP
+        self.h2 = None
+        if not self.counted_non_http:
+            self.counted_non_http = True
+            self.counters.non_http_connections += 1
+
     # ---- end of connection -------------------------------------------------------------
 
     def close(self) -> None:
         """The connection ended: finish messages in progress, report unanswered requests."""
+        if self.h2 is not None:
+            self.h2.close()
         if self.resp_parser is not None:
             self.resp_parser.close()
         if self.req_parser is not None:
@@ -383,6 +472,9 @@ class _Conn:
             self.resp_parser = ResponseParser(self, self.max_body)
             self.req_parser.start_resync()
             self.resp_parser.start_resync()
+        elif self.state == _HTTP2 and self.h2 is not None:
+            # known role, unknown framing and HPACK state: resync both directions
+            self.h2 = Http2Decoder(self, self.max_body, self.h2.req_dir, preface=False, confirmed=True)
         elif self.state == _DETECTING:
             self.state = _NON_HTTP
             self.detect = None
@@ -591,7 +683,7 @@ class _Conn:
 
 
 class ConnectionTracker:
-    """Decodes HTTP/1.1 on every observed connection, record by record.
+    """Decodes HTTP/1.1 and HTTP/2 on every observed connection, record by record.
 
     Feed it every raw record in capture order; each call returns the outputs that
     record completed. Memory is bounded: bodies are capped per message, non-HTTP
@@ -684,8 +776,8 @@ class ConnectionTracker:
                 conn.info = replace(info, tid=record.tid, comm=record.comm or info.comm)
         conn.last_ts = record.ts_ns
         state = conn.state
-        if state >= _SILENT and state != _NON_HTTP:
-            return out  # HTTP/2, silent server, upgraded: nothing to do, nothing kept
+        if state in (_SILENT, _UPGRADED):
+            return out  # silent server, upgraded: nothing to do, nothing kept
         conn.out = out
         try:
             conn.on_data(int(record.direction), record.stream_offset, record.data, record.ts_ns)

@@ -34,7 +34,7 @@ class SseEvent:
 class HttpRequest:
     method: str
     target: str  # request target as sent: "/v1/chat/completions?x=1"
-    version: str  # "1.1"
+    version: str  # "1.1", "1.0" or "2"
     headers: list[tuple[str, str]]  # names lower-cased, in wire order
     body: bytes  # after Content-Encoding is undone
     start_ts_ns: int  # first byte of the request seen
@@ -42,6 +42,7 @@ class HttpRequest:
     body_size: int = 0  # bytes of body on the wire (before decoding)
     truncated: bool = False  # bytes were lost (gap) or the body was cut at the size limit
     problems: list[str] = field(default_factory=list)  # e.g. "gap", "decode-error:gzip"
+    stream_id: int = 0  # HTTP/2 stream id (0 for HTTP/1.x)
 
     def header(self, name: str) -> str | None:
         """First value of a header (name is lower-case)."""
@@ -65,6 +66,7 @@ class HttpResponse:
     complete: bool = True  # False when the connection ended before the message did
     truncated: bool = False
     problems: list[str] = field(default_factory=list)
+    stream_id: int = 0  # HTTP/2 stream id (0 for HTTP/1.x)
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
