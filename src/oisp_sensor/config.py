@@ -11,11 +11,12 @@ parsed as TOML values when they look like one (numbers, booleans, arrays), else 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 ENV_PREFIX = "OISP_"
 CONFIG_ENV = "OISP_CONFIG"
@@ -54,6 +55,8 @@ class CaptureConfig(Section):
     idle_timeout_s: float = Field(default=300.0, gt=0)
     # Also report exchanges seen from the server side (a local gateway or model server).
     server_side: bool = False
+    # Emit an ai.streaming_chunk event for every chunk of a streamed answer.
+    streaming_chunks: bool = True
     # Only these processes (empty: all). Process names are globs on the 15-character
     # kernel name (comm), e.g. "python*", "node".
     pids: list[int] = Field(default_factory=list)
@@ -71,6 +74,8 @@ class JsonlExport(Section):
     rotate_size_mb: float = Field(default=0, ge=0)
     rotate_count: int = Field(default=5, ge=0)
     queue_size: int = Field(default=100_000, ge=1)
+    # Redaction mode for this destination only (default: [redaction] mode).
+    redaction: Literal["safe", "full", "minimal"] | None = None
 
 
 class WebSocketExport(Section):
@@ -78,6 +83,8 @@ class WebSocketExport(Section):
     port: int = Field(default=7777, ge=1, le=65535)
     host: str = "127.0.0.1"
     token: str = ""
+    # Redaction mode for this destination only (default: [redaction] mode).
+    redaction: Literal["safe", "full", "minimal"] | None = None
 
 
 class OtlpExport(Section):
@@ -90,6 +97,8 @@ class OtlpExport(Section):
     headers: dict[str, str] = Field(default_factory=dict)
     tls_cert_path: str = ""
     compression: Literal["none", "gzip"] = "none"
+    # Redaction mode for this destination only (default: [redaction] mode).
+    redaction: Literal["safe", "full", "minimal"] | None = None
 
 
 class KafkaExport(Section):
@@ -104,6 +113,8 @@ class KafkaExport(Section):
     sasl_mechanism: str = ""
     sasl_username: str = ""
     sasl_password: str = ""
+    # Redaction mode for this destination only (default: [redaction] mode).
+    redaction: Literal["safe", "full", "minimal"] | None = None
 
     @field_validator("brokers", mode="before")
     @classmethod
@@ -128,6 +139,8 @@ class WebhookExport(Section):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_ms: int = Field(default=30000, ge=1)
     retry_count: int = Field(default=3, ge=0)
+    # Redaction mode for this destination only (default: [redaction] mode).
+    redaction: Literal["safe", "full", "minimal"] | None = None
 
 
 class ExportConfig(Section):
@@ -138,8 +151,71 @@ class ExportConfig(Section):
     webhook: WebhookExport = Field(default_factory=WebhookExport)
 
 
+class RedactionDetectors(Section):
+    """[redaction.detectors]: one switch per built-in detector, all on by default.
+
+    Credential detectors (private_key ... secret_assignments) still run on command
+    lines, environments, URLs and headers when switched off: a credential is never
+    exported. The names match `oisp_sensor.redact.DETECTOR_NAMES` (a test checks).
+    """
+
+    private_key: bool = True  # PEM private key blocks
+    bearer: bool = True  # "Bearer <token>", "Basic <base64 user:password>"
+    jwt: bool = True  # JSON Web Tokens
+    api_keys: bool = True  # API keys of every provider in the registry (sk-, sk-ant-, AIza, gsk_, ...)
+    aws: bool = True  # AWS access key ids and secret access keys
+    github: bool = True  # ghp_/gho_/ghs_/github_pat_ tokens
+    slack: bool = True  # xox?- tokens and hooks.slack.com webhooks
+    url_password: bool = True  # scheme://user:PASSWORD@host
+    secret_assignments: bool = True  # password = ..., "api_key": "...", Authorization: ...
+    email: bool = True
+    credit_card: bool = True  # Luhn-checked, real issuer prefixes
+    ssn: bool = True  # US social security numbers (123-45-6789)
+    phone: bool = True  # international (+CC) and North American formats
+
+
+class CustomPattern(Section):
+    """One `[[redaction.custom_patterns]]` entry: every match becomes [REDACTED:<name>]."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    pattern: str
+    enabled: bool = True
+    _compiled: re.Pattern[str] | None = PrivateAttr(default=None)
+
+    @field_validator("pattern")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        if compiled.fullmatch("") is not None:
+            raise ValueError("the pattern matches the empty string")
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._compiled = re.compile(self.pattern)
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        """The pattern, compiled when the config was loaded."""
+        if self._compiled is None or self._compiled.pattern != self.pattern:
+            self._compiled = re.compile(self.pattern)
+        return self._compiled
+
+
 class RedactionConfig(Section):
+    """[redaction]: what the sensor removes before anything leaves it (see oisp_sensor.redact).
+
+    Exporter sections may override `mode` with their own `redaction` key.
+    """
+
     mode: Literal["safe", "full", "minimal"] = "safe"
+    detectors: RedactionDetectors = Field(default_factory=RedactionDetectors)
+    custom_patterns: list[CustomPattern] = Field(default_factory=list)
+    # Also scan file paths (file events, process exe/cwd) and replace home directory
+    # user names (/home/<user>/, /Users/<user>/) everywhere.
+    redact_paths: bool = False
 
 
 class ProvidersConfig(Section):

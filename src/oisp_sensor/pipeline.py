@@ -34,6 +34,7 @@ from .capture.records import (
 from .config import SensorConfig
 from .decode.ai_events import AiEventBuilder
 from .decode.connection import ConnectionTracker
+from .decode.pricing import Pricing
 from .decode.providers.registry import ProviderRegistry
 from .decode.system_events import SystemEventBuilder
 from .enrich.filters import ProcessFilter
@@ -72,7 +73,13 @@ class Pipeline:
             max_body_bytes=config.capture.max_body_mb * 1024 * 1024,
             report_server_side=config.capture.server_side,
         )
-        self.builder = AiEventBuilder(registry, self.clock.new_event_id)
+        self.builder = AiEventBuilder(
+            registry,
+            self.clock.new_event_id,
+            streaming_chunks=config.capture.streaming_chunks,
+            # Local model servers (Ollama, LM Studio, vLLM, ...) cost nothing per token.
+            pricing=Pricing(self.clock.wall_ns, local_providers=frozenset(p.id for p in registry if p.default_ports)),
+        )
         self.system = SystemEventBuilder(
             self.clock.new_event_id, process=config.capture.process, network=config.capture.network
         )

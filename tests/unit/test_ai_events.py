@@ -90,9 +90,10 @@ def response(
     )
 
 
-def run(
+def run_all(
     req: HttpRequest, resp: HttpResponse | None, builder: AiEventBuilder | None = None
 ) -> list[SensorEvent]:
+    """Every event of one exchange (request, chunks, response, tool calls ...)."""
     b = builder or AiEventBuilder(ProviderRegistry.default(), ids)
     events = b.process(RequestSeen(CONN, req, 7))
     events += b.process(ExchangeDone(CONN, 7, req, resp))
@@ -100,6 +101,13 @@ def run(
         assert KEY not in orjson.dumps(event.data).decode()
         assert KEY not in orjson.dumps(dataclasses.asdict(event)).decode()
     return events
+
+
+def run(
+    req: HttpRequest, resp: HttpResponse | None, builder: AiEventBuilder | None = None
+) -> list[SensorEvent]:
+    """The ai.request / ai.response pair of one exchange."""
+    return [e for e in run_all(req, resp, builder) if e.event_type in ("ai.request", "ai.response")]
 
 
 CHAT_REQUEST = {
@@ -163,6 +171,9 @@ def test_non_streaming_exchange_exact() -> None:
         ],
         "system_prompt_hash": "sha256:" + hashlib.sha256(b"You are terse.").hexdigest(),
         "parameters": {"temperature": 0.2, "max_tokens": 64},
+        "conversation_id": rq.data["conversation_id"],
+        # (3 + ceil(14/4)) + (3 + ceil(9/4)) tokens, at gpt-4o-mini's $0.15 / MTok input
+        "token_estimate": {"input": 13, "method": "heuristic", "estimated_cost_usd": 1.95e-06},
         "auth": {"type": "bearer", "key_prefix": "sk-proj-"},
         "http": {
             "method": "POST",
@@ -199,6 +210,8 @@ def test_non_streaming_exchange_exact() -> None:
             "cached_tokens": 0,
             "reasoning_tokens": 0,
         },
+        "cost": {"usd": 4.2e-06},  # 20 x $0.15 + 2 x $0.60 per MTok
+        "conversation_id": rq.data["conversation_id"],
         "latency_ms": 1250,
         "time_to_first_byte_ms": 300,
         "response_bytes": len(orjson.dumps(CHAT_RESPONSE)),
@@ -276,7 +289,15 @@ def test_streaming_without_usage_and_tool_calls() -> None:
     rq, rs = run(req, response(b"", sse=events))
     assert rq.data["tools"] == [{"name": "get_weather", "type": "function"}]
     assert rq.data["tool_choice"] == "required"
-    assert "usage" not in rs.data
+    # no usage in the stream: counted offline with cl100k_base, and marked as estimated
+    assert rs.data["usage"] == {
+        "prompt_tokens": 4 + 2,  # "You are terse." + "Say hello"
+        "completion_tokens": 6,  # '{"city":"Oslo"}'
+        "total_tokens": 12,
+        "estimated": True,
+        "estimation_method": "cl100k_base",
+    }
+    assert rs.data["cost"] == {"usd": 7.5e-05, "estimated": True}  # gpt-4o: 6 x $2.50 + 6 x $10 per MTok
     assert rs.data["chunk_count"] == 4
     assert rs.data["time_to_first_token_ms"] == 400
     assert rs.data["choices"] == [
@@ -351,7 +372,7 @@ def test_429_and_500_error_bodies() -> None:
                       "code": "rate_limit_exceeded"}}  # fmt: skip
     _, rs = run(request(CHAT_REQUEST), response(rate, status=429, reason="Too Many Requests"))
     assert rs.data["error"] == {"type": "requests", "message": "Rate limit reached for gpt-4o-mini",
-                                "code": "rate_limit_exceeded"}  # fmt: skip
+                                "code": "rate_limit_exceeded", "rate_limited": True}  # fmt: skip
     server = {
         "error": {"message": "The server had an error", "type": "server_error", "param": None, "code": None}
     }
@@ -535,12 +556,12 @@ def test_late_exchange_done_emits_both() -> None:
     assert b.counters.late_requests == 1
 
 
-def test_stream_outputs_ignored_for_now() -> None:
+def test_response_started_is_ignored_and_stream_events_of_unknown_exchanges_too() -> None:
     b = AiEventBuilder(ProviderRegistry.default(), ids)
     req = request(CHAT_REQUEST)
     b.process(RequestSeen(CONN, req, 3))
     assert b.process(ResponseStarted(CONN, 3, response(b""))) == []
-    assert b.process(StreamEvent(CONN, 3, SseEvent(data="{}"), 0)) == []
+    assert b.process(StreamEvent(CONN, 99, SseEvent(data="{}"), 0)) == []  # no such exchange
     assert b.counters.ignored_outputs == 2
     assert len(b.process(ExchangeDone(CONN, 3, req, response(CHAT_RESPONSE)))) == 1
 
@@ -596,3 +617,59 @@ def test_multipart_upload_is_not_a_parse_failure() -> None:
     assert rq.data["request_type"] == "transcription"
     assert rq.confidence == Confidence() and rs.confidence == Confidence()
     assert b.counters.unparsed_bodies == 0
+
+
+def test_stream_events_become_chunks_as_they_arrive_and_gaps_fall_back_to_the_body() -> None:
+    b = AiEventBuilder(ProviderRegistry.default(), ids)
+    req = request({**CHAT_REQUEST, "stream": True})
+    events = stream(
+        chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"}), chunk({}, "stop"), "[DONE]"
+    )
+    b.process(RequestSeen(CONN, req, 5))
+    first = b.process(StreamEvent(CONN, 5, events[0], 0))
+    second = b.process(StreamEvent(CONN, 5, events[1], 1))
+    assert [e.data["delta"] for e in first + second] == ["", "Hel"]
+    assert second[0].ts_ns == T0 + 410 * MS
+    assert second[0].data["time_since_request_ms"] == 410
+    assert second[0].data["chunk_index"] == 1
+    assert second[0].data["related_event_id"] == f"ID-{T0}"
+    # index 2 never arrives: the builder stops streaming chunks and reassembles from the body
+    assert b.process(StreamEvent(CONN, 5, events[3], 3)) == []
+    (rs,) = b.process(ExchangeDone(CONN, 5, req, response(b"", sse=events)))
+    assert rs.data["choices"][0]["message"]["content"] == "Hel"
+    assert rs.data["choices"][0]["finish_reason"] == "stop"
+    assert b.counters.stream_gaps == 1 and b.counters.streaming_chunks == 2
+
+
+def test_tool_result_duration_and_unmatched_results() -> None:
+    counter = iter(range(100))
+    b = AiEventBuilder(ProviderRegistry.default(), lambda ts: f"X{next(counter)}")
+    calls = {**CHAT_RESPONSE, "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_A", "type": "function", "function": {"name": "read_file", "arguments": '{"path": "/etc/x"}'}},
+            {"id": "call_B", "type": "function", "function": {"name": "ls", "arguments": "not json"}}]}}]}  # fmt: skip
+    events = run_all(request(CHAT_REQUEST), response(calls), b)
+    tool_calls = [e for e in events if e.event_type == "agent.tool_call"]
+    assert [(t.data["call_id"], t.data["arguments"]) for t in tool_calls] == [
+        ("call_A", {"path": "/etc/x"}),
+        ("call_B", "not json"),
+    ]
+    follow = dict(CHAT_REQUEST, messages=[*CHAT_REQUEST["messages"], calls["choices"][0]["message"],
+                  {"role": "tool", "tool_call_id": "call_A", "content": "x" * 1024},
+                  {"role": "tool", "tool_call_id": "call_unknown", "content": "?"}])  # fmt: skip
+    req2 = request(follow)
+    req2.start_ts_ns = req2.end_ts_ns = T0 + 1250 * MS + 400_000 + 15 * MS  # 15 ms after the response ended
+    later = b.process(RequestSeen(CONN, req2, 8))
+    assert [e.event_type for e in later] == ["ai.request", "agent.tool_result"]
+    result = later[1].data
+    assert result == {
+        "tool": {"name": "read_file"}, "call_id": "call_A", "success": True, "result_length": 1024,
+        "duration_ms": 15, "related_event_id": tool_calls[0].event_id, "request_event_id": later[0].event_id,
+        "conversation_id": later[0].data["conversation_id"],
+    }  # fmt: skip
+    assert later[0].data["conversation_id"] == events[0].data["conversation_id"]
+    assert b.counters.tool_calls == 2 and b.counters.tool_results == 1
+    # another process with the same opening is another conversation
+    other = ConnInfo(key=(7, 1), pid=7, tid=7, uid=0, comm="node", role=Role.CLIENT)
+    (rq,) = b.process(RequestSeen(other, request(CHAT_REQUEST), 9))
+    assert rq.data["conversation_id"] != events[0].data["conversation_id"]

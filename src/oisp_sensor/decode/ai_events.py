@@ -1,4 +1,4 @@
-"""HTTP exchanges in, OISP `ai.request` / `ai.response` events out.
+"""HTTP exchanges in, OISP AI and agent events out.
 
 Every decoded client exchange passes through here, and most of them are not AI
 traffic (pip, apt, telemetry), so the first job is a cheap decision: a known provider
@@ -8,18 +8,35 @@ anything else is counted and dropped without parsing a byte of body.
 For an AI call the provider's `api_format` plus the path picks a format parser (see
 `providers.default_format_registry`); the parser turns bodies into OISP fragments and
 this module adds what only the HTTP layer knows: endpoint, auth key prefix, sizes,
-timings, and how complete the capture was. The `ai.request` goes out as soon as the
-request is seen, so a call that never gets an answer is still reported; the
-`ai.response` follows on ExchangeDone, linked by `related_event_id`.
+timings, and how complete the capture was. Every call is an `ai.request` (sent as soon
+as the request is seen, so a call that never gets an answer is still reported) plus an
+`ai.response` (on ExchangeDone, linked by `related_event_id`). Beside them, never
+instead of them:
+
+* `ai.streaming_chunk` for each chunk of a streamed answer: as each SSE event arrives
+  (StreamEvent), or, for streams that are not SSE (Ollama NDJSON, Bedrock's binary
+  event stream, Gemini's JSON array), once the body is complete (`timing` says so);
+* `ai.embedding` after the response of an embedding call;
+* `agent.tool_call` for each tool call the model asked for, and `agent.tool_result`
+  when a later request carries its result (matched by call id, or by tool name for
+  APIs without call ids);
+* `token_estimate` on requests and `cost` on responses (offline: `tokens`, `pricing`);
+  a stream without usage gets estimated usage, marked `estimated`.
+
+Events of one conversation share `conversation_id` (see `_conversation_id`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
+
+import orjson
 
 from oisp_sensor.decode.messages import (
     ConnInfo,
@@ -29,7 +46,9 @@ from oisp_sensor.decode.messages import (
     HttpResponse,
     RequestSeen,
     SseEvent,
+    StreamEvent,
 )
+from oisp_sensor.decode.pricing import Pricing
 from oisp_sensor.decode.providers import (
     GENERIC,
     UNKNOWN_PROVIDER,
@@ -40,8 +59,26 @@ from oisp_sensor.decode.providers import (
     default_format_registry,
     model_family,
 )
+from oisp_sensor.decode.providers.base import (
+    TIMING_CAPTURED,
+    TIMING_RESPONSE_END,
+    FormatParser,
+    ParsedResponse,
+    StreamAccumulator,
+    StreamChunk,
+)
 from oisp_sensor.decode.providers.registry import is_local_host, split_host
-from oisp_sensor.schema.events import AI_REQUEST, AI_RESPONSE, Confidence, SensorEvent
+from oisp_sensor.decode.tokens import TokenCounter, heuristic_tokens, shared_counter
+from oisp_sensor.schema.events import (
+    AGENT_TOOL_CALL,
+    AGENT_TOOL_RESULT,
+    AI_EMBEDDING,
+    AI_REQUEST,
+    AI_RESPONSE,
+    AI_STREAMING_CHUNK,
+    Confidence,
+    SensorEvent,
+)
 
 IdFactory = Callable[[int], str]
 
@@ -53,6 +90,30 @@ _WANTED_HEADERS = frozenset(
 )
 _API_KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key")
 _DEFAULT_MAX_PENDING = 65536
+_MAX_TOOL_CALLS = 16384  # tool calls remembered until their result comes back
+_MAX_CONVERSATIONS = 16384  # response id -> conversation (Responses API previous_response_id)
+_SYSTEM_ROLES = frozenset({"system", "developer"})
+_CONVERSATION_TYPES = frozenset({"chat", "responses"})
+_ESTIMATE_TYPES = frozenset({"chat", "responses", "completion", "embedding"})
+_MESSAGE_OVERHEAD = 3  # tokens a chat format adds per message (role, separators)
+# Error types for error responses whose body names none.
+_STATUS_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+    529: "overloaded_error",
+}
+_RATE_LIMIT_WORDS = ("rate", "throttl", "quota", "resource_exhausted", "too_many")
 
 
 @dataclass(slots=True)
@@ -67,18 +128,45 @@ class AiEventCounters:
     responses_missing: int = 0  # exchange ended with no response at all
     late_requests: int = 0  # ExchangeDone without a prior RequestSeen: both events at once
     pending_evicted: int = 0  # requests forgotten before their ExchangeDone (table full)
-    ignored_outputs: int = 0  # ResponseStarted / StreamEvent (not turned into events yet)
+    ignored_outputs: int = 0  # ResponseStarted, and StreamEvents of non-AI exchanges
+    streaming_chunks: int = 0  # ai.streaming_chunk events emitted
+    embeddings: int = 0
+    tool_calls: int = 0
+    tool_results: int = 0
+    error_responses: int = 0  # ai.response with success false (HTTP or in-stream errors)
+    estimated_usages: int = 0  # streams without usage whose tokens were counted here
+    stream_gaps: int = 0  # StreamEvents missing from a stream (reassembled from the body)
 
 
 @dataclass(slots=True)
 class _Call:
-    """An AI request waiting for its response: what the ai.response needs from it."""
+    """An AI request waiting for its response: what the later events need from it."""
 
     event_id: str
     provider: Provider
     spec: FormatSpec
+    parser: FormatParser
     model_id: str | None
     streaming: bool
+    request_type: str
+    start_ts_ns: int
+    conversation_id: str | None = None
+    input_count: int | None = None  # embedding inputs
+    texts: list[str] | None = None  # request texts, kept for streams (usage estimation)
+    acc: StreamAccumulator | None = None  # the stream being reassembled from StreamEvents
+    next_index: int = 0  # the StreamEvent index expected next
+    chunks_sent: int = 0
+    broken: bool = False  # a StreamEvent was missed: reassemble from the body instead
+
+
+@dataclass(slots=True)
+class _ToolCall:
+    """A tool call waiting for its result."""
+
+    name: str | None
+    event_id: str
+    ts_ns: int  # end of the response that asked for it
+    conversation_id: str | None
 
 
 @dataclass(slots=True)
@@ -93,6 +181,27 @@ class _Route:
     scheme: str
 
 
+def _text_of(messages: object) -> list[str]:
+    """Message texts (content and tool-call arguments) of normalised messages or choices."""
+    texts: list[str] = []
+    if not isinstance(messages, list):
+        return texts
+    for item in messages:
+        if not isinstance(item, dict):
+            continue
+        message = item.get("message", item)
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str) and content:
+            texts.append(content)
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                texts.append(function["arguments"])
+    return texts
+
+
 def _ms(delta_ns: int) -> int:
     """Nanoseconds to whole milliseconds, rounded half up, never negative."""
     return (delta_ns + 500_000) // 1_000_000 if delta_ns > 0 else 0
@@ -105,24 +214,27 @@ def _has_gap(problems: list[str]) -> bool:
 def _sse_from_body(body: bytes) -> list[SseEvent]:
     """Minimal SSE split for an event-stream body the HTTP decoder did not split.
 
-    Only `data:` lines are kept (joined per event with newlines), which is all the
-    chunk formats use. Timestamps are unknown (0).
+    `data:` lines are joined per event with newlines and the `event:` name kept, which
+    is all the chunk formats use. Timestamps are unknown (0).
     """
     events: list[SseEvent] = []
     text = body.decode("utf-8", "replace").replace("\r\n", "\n")
     for block in text.split("\n\n"):
-        lines = [line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:")]
-        if lines:
-            events.append(SseEvent(data="\n".join(lines)))
+        lines = block.split("\n")
+        data = [line[5:].removeprefix(" ") for line in lines if line.startswith("data:")]
+        if data:
+            name = next((line[6:].strip() for line in lines if line.startswith("event:")), "")
+            events.append(SseEvent(data="\n".join(data), event=name))
     return events
 
 
 class AiEventBuilder:
-    """Turns tracker outputs into ai.request / ai.response SensorEvents.
+    """Turns tracker outputs into OISP AI and agent SensorEvents.
 
     Holds one small record per in-flight exchange (bounded: the oldest is forgotten
     when `max_pending` is reached, so a tracker that never closes exchanges cannot
-    grow it without limit).
+    grow it without limit), plus bounded tables of tool calls awaiting their results
+    and of response ids that later requests may continue from.
     """
 
     def __init__(
@@ -132,24 +244,35 @@ class AiEventBuilder:
         formats: FormatRegistry | None = None,
         *,
         max_pending: int = _DEFAULT_MAX_PENDING,
+        streaming_chunks: bool = True,
+        pricing: Pricing | None = None,
+        tokens: TokenCounter | None = None,
     ) -> None:
         self._registry = registry
         self._new_id = id_factory
         self._formats = formats if formats is not None else default_format_registry()
         self._max_pending = max_pending
+        self._streaming_chunks = streaming_chunks
+        local = frozenset(p.id for p in registry if p.default_ports)
+        self._pricing = pricing if pricing is not None else Pricing(local_providers=local)
+        self._tokens = tokens if tokens is not None else shared_counter()
         # exchange_id -> the AI call, or None for an exchange already judged not AI.
         self._pending: dict[int, _Call | None] = {}
+        self._tool_calls: OrderedDict[object, _ToolCall] = OrderedDict()
+        self._response_conversations: OrderedDict[str, str] = OrderedDict()
+        self._conversations: dict[tuple[object, ...], str] = {}  # opening -> id (a cache)
         self.counters = AiEventCounters()
 
     def process(self, output: DecodeOutput) -> list[SensorEvent]:
         """Events for one tracker output (usually zero or one)."""
         kind = type(output)
+        if kind is StreamEvent:
+            return self._on_stream_event(output)  # type: ignore[arg-type]
         if kind is RequestSeen:
             return self._on_request(output)  # type: ignore[arg-type]
         if kind is ExchangeDone:
             return self._on_done(output)  # type: ignore[arg-type]
-        # ResponseStarted / StreamEvent: reserved for ai.streaming_chunk.
-        self.counters.ignored_outputs += 1
+        self.counters.ignored_outputs += 1  # ResponseStarted
         return []
 
     # ---- tracker outputs ------------------------------------------------------------------
@@ -163,9 +286,30 @@ class AiEventBuilder:
             self.counters.non_ai_exchanges += 1
             self._remember(seen.exchange_id, None)
             return []
-        event, call = self._request_event(seen.conn, seen.request, route, headers)
+        events, call = self._request_events(seen.conn, seen.request, route, headers)
         self._remember(seen.exchange_id, call)
-        return [event]
+        return events
+
+    def _on_stream_event(self, item: StreamEvent) -> list[SensorEvent]:
+        call = self._pending.get(item.exchange_id)
+        if call is None:
+            self.counters.ignored_outputs += 1
+            return []
+        if call.broken:
+            return []
+        if item.index != call.next_index:
+            # An event was missed (or repeated): the body will be reassembled at the end.
+            call.broken = True
+            self.counters.stream_gaps += 1
+            return []
+        call.next_index += 1
+        acc = call.acc
+        if acc is None:
+            acc = call.acc = call.parser.stream()
+        chunk = acc.feed(item.event)
+        if chunk is None or not self._streaming_chunks:
+            return []
+        return [self._chunk_event(item.conn, call, chunk, item.event.ts_ns, TIMING_CAPTURED)]
 
     def _on_done(self, done: ExchangeDone) -> list[SensorEvent]:
         call = self._pending.pop(done.exchange_id, _MISSING)
@@ -179,10 +323,11 @@ class AiEventBuilder:
                 self.counters.non_ai_exchanges += 1
                 return []
             self.counters.late_requests += 1
-            event, call = self._request_event(done.conn, done.request, route, headers)
-            return [event, self._response_event(done.conn, done.request, done.response, call)]
+            events, call = self._request_events(done.conn, done.request, route, headers)
+            events.extend(self._response_events(done.conn, done.request, done.response, call))
+            return events
         assert isinstance(call, _Call)
-        return [self._response_event(done.conn, done.request, done.response, call)]
+        return self._response_events(done.conn, done.request, done.response, call)
 
     def _remember(self, exchange_id: int, call: _Call | None) -> None:
         pending = self._pending
@@ -241,7 +386,7 @@ class AiEventBuilder:
         scheme = "http" if local else "https"
         return _Route(provider, spec, host, path, query, scheme)
 
-    # ---- events ---------------------------------------------------------------------------
+    # ---- credentials ----------------------------------------------------------------------
 
     def _auth(self, headers: dict[str, str], query: str, provider: Provider) -> dict[str, Any] | None:
         """OISP auth {type, key_prefix}: never more of a credential than its prefix."""
@@ -300,13 +445,18 @@ class AiEventBuilder:
                 out.append(key)
         return out
 
-    def _request_event(
+    # ---- ai.request -----------------------------------------------------------------------
+
+    def _request_events(
         self, conn: ConnInfo, request: HttpRequest, route: _Route, headers: dict[str, str]
-    ) -> tuple[SensorEvent, _Call]:
+    ) -> tuple[list[SensorEvent], _Call]:
         provider = route.provider
         spec = route.spec
-        parsed = spec.parser.parse_request(request.body)
-        model_id = parsed.model or spec.model_from_path(route.path)
+        path_model = spec.model_from_path(route.path) if spec.path_model is not None else None
+        parser = spec.parser_for(path_model, route.path)
+        parsed = parser.parse_request(request.body)
+        model_id = parsed.model or path_model
+        request_type = parsed.request_type or spec.request_type
 
         host = route.host
         default_port = ":443" if route.scheme == "https" else ":80"
@@ -320,10 +470,20 @@ class AiEventBuilder:
         }
         if model_id:
             data["model"] = {"id": model_id, "family": model_family(model_id)}
-        data["request_type"] = spec.request_type
+        data["request_type"] = request_type
         data["streaming"] = parsed.streaming
-        if parsed.fields:
-            data.update(parsed.fields)
+        fields = parsed.fields
+        if fields:
+            data.update(fields)
+        messages = fields.get("messages")
+        conversation_id = None
+        if request_type in _CONVERSATION_TYPES and messages:
+            conversation_id = self._conversation_id(conn.pid, provider.id, messages, fields)
+            data["conversation_id"] = conversation_id
+        if request_type in _ESTIMATE_TYPES and messages:
+            data["token_estimate"] = self._token_estimate(
+                provider.id, model_id, messages, request.start_ts_ns
+            )
         auth = self._auth(headers, route.query, provider)
         if auth is not None:
             data["auth"] = auth
@@ -364,14 +524,142 @@ class AiEventBuilder:
             capture_point="ssl",
             confidence=confidence,
         )
-        return event, _Call(event_id, provider, spec, model_id, parsed.streaming)
+        call = _Call(
+            event_id, provider, spec, parser, model_id, parsed.streaming, request_type, request.start_ts_ns,
+            conversation_id,
+        )  # fmt: skip
+        if request_type == "embedding":
+            count = fields.get("input_count")
+            call.input_count = count if isinstance(count, int) else None
+        elif parsed.streaming or parser is not spec.parser:
+            # Streams may end without usage: keep the prompt texts (references, no copies).
+            call.texts = _text_of(messages)
+        events = [event]
+        if messages and self._tool_calls:
+            events.extend(self._tool_results(conn, request, messages, event_id, conversation_id))
+        return events, call
 
-    def _response_event(
+    def _token_estimate(
+        self, provider_id: str, model_id: str | None, messages: list[dict[str, Any]], ts_ns: int
+    ) -> dict[str, Any]:
+        """OISP token_estimate {input, estimated_cost_usd}: the fast heuristic, offline."""
+        tokens = _MESSAGE_OVERHEAD * len(messages)
+        for message in messages:
+            content = message.get("content")
+            if content:
+                tokens += heuristic_tokens(content)
+            if "tool_calls" in message:
+                for call in message["tool_calls"]:
+                    arguments = call.get("function", {}).get("arguments") if isinstance(call, dict) else None
+                    if isinstance(arguments, str):
+                        tokens += heuristic_tokens(arguments)
+        out: dict[str, Any] = {"input": tokens, "method": "heuristic"}
+        cost = self._pricing.input_cost(provider_id, model_id, tokens, ts_ns)
+        if cost is not None:
+            out["estimated_cost_usd"] = cost
+        return out
+
+    def _conversation_id(
+        self, pid: int, provider_id: str, messages: list[dict[str, Any]], fields: dict[str, Any]
+    ) -> str:
+        """The conversation a chat request belongs to, from its message history.
+
+        A conversation resends its history with every turn, so its opening (the system
+        prompt and the first non-system message) is the same in every request of it:
+        the id is a hash of that opening, scoped to the calling process (two runs of
+        the same agent are two conversations). A Responses API request that continues
+        with `previous_response_id` (and so carries only the new turn) takes the
+        conversation of that response.
+        """
+        previous = fields.get("previous_response_id")
+        if isinstance(previous, str):
+            known = self._response_conversations.get(previous)
+            if known is not None:
+                return known
+        system = ""
+        first: dict[str, Any] | None = None
+        for message in messages:
+            role = message.get("role")
+            if role in _SYSTEM_ROLES:
+                if not system and isinstance(message.get("content"), str):
+                    system = message["content"]
+                continue
+            first = message
+            break
+        if first is None:
+            role, opening = "", ""
+        else:
+            content = first.get("content")
+            role = first.get("role")
+            opening = content if isinstance(content, str) else orjson.dumps(first.get("tool_calls")).decode()
+        key = (pid, provider_id, system, role, opening)
+        cache = self._conversations
+        found = cache.get(key)
+        if found is not None:
+            return found
+        digest = hashlib.blake2b(
+            f"{pid}\x1f{provider_id}\x1f{system}\x1f{role}\x1f{opening}".encode("utf-8", "surrogatepass"),
+            digest_size=12,
+        )
+        found = "conv_" + digest.hexdigest()
+        if len(cache) >= _MAX_CONVERSATIONS:
+            cache.clear()  # recomputed on demand: only costs a hash
+        cache[key] = found
+        return found
+
+    def _tool_results(
+        self,
+        conn: ConnInfo,
+        request: HttpRequest,
+        messages: list[dict[str, Any]],
+        request_event_id: str,
+        conversation_id: str | None,
+    ) -> list[SensorEvent]:
+        """agent.tool_result for tool messages answering a call this builder reported.
+
+        A request resends every earlier result of its conversation; only results whose
+        call is still waiting produce an event, once. Results without a call id (Gemini,
+        Ollama) match the latest waiting call of the same tool name in this process, so
+        the history is read newest first.
+        """
+        events: list[SensorEvent] = []
+        waiting = self._tool_calls
+        for message in reversed(messages):
+            if message.get("role") != "tool":
+                continue
+            call_id = message.get("tool_call_id")
+            key: object = (
+                call_id if isinstance(call_id, str) and call_id else ("name", conn.pid, message.get("name"))
+            )
+            seen = waiting.pop(key, None)
+            if seen is None:
+                continue
+            data: dict[str, Any] = {
+                "tool": {"name": seen.name},
+                "call_id": call_id if isinstance(call_id, str) else None,
+                "success": message.get("is_error") is not True,
+                "result_length": message.get("content_length", 0),
+                "duration_ms": _ms(request.start_ts_ns - seen.ts_ns),
+                "related_event_id": seen.event_id,
+                "request_event_id": request_event_id,
+            }
+            if conversation_id or seen.conversation_id:
+                data["conversation_id"] = conversation_id or seen.conversation_id
+            self.counters.tool_results += 1
+            events.append(self._event(AGENT_TOOL_RESULT, request.start_ts_ns, data, conn))
+        events.reverse()
+        return events
+
+    # ---- ai.response ----------------------------------------------------------------------
+
+    def _response_events(
         self, conn: ConnInfo, request: HttpRequest, response: HttpResponse | None, call: _Call
-    ) -> SensorEvent:
+    ) -> list[SensorEvent]:
         provider = call.provider
         data: dict[str, Any] = {"provider": {"id": provider.id, "name": provider.name}}
         reasons: list[str] = []
+        before: list[SensorEvent] = []  # chunk events of a stream decoded only now
+        parsed: ParsedResponse | None = None
         if response is None:
             ts_ns = request.end_ts_ns
             if call.model_id:
@@ -381,41 +669,59 @@ class AiEventBuilder:
             data["streaming"] = call.streaming
             reasons.append("response_missing")
             self.counters.responses_missing += 1
+            self.counters.error_responses += 1
         else:
             ts_ns = response.end_ts_ns
-            streamed = bool(response.sse_events) or response.is_event_stream
-            parser = call.spec.parser
-            if streamed:
-                events = response.sse_events or _sse_from_body(response.body)
-                parsed = parser.parse_stream(events)
-            else:
-                parsed = parser.parse_response(response.body)
+            parsed, streamed, chunks, timing = self._parse_response(response, call)
+            if chunks and self._streaming_chunks:
+                chunk_ts = response.end_ts_ns if timing == TIMING_RESPONSE_END else 0
+                before = [
+                    self._chunk_event(
+                        conn, call, chunk, chunk_ts or chunk.ts_ns or response.end_ts_ns, timing
+                    )
+                    for chunk in chunks
+                ]
             model_id = parsed.model or call.model_id
             if model_id:
                 data["model"] = {"id": model_id}
             request_id = (
                 parsed.response_id or response.header("x-request-id") or response.header("request-id")
-            )
+                or response.header("x-amzn-requestid")
+            )  # fmt: skip
             if request_id:
                 data["request_id"] = request_id
             data["related_event_id"] = call.event_id
+            if call.conversation_id:
+                data["conversation_id"] = call.conversation_id
             status = response.status
-            success = 200 <= status < 300
+            fields = parsed.fields
+            success = 200 <= status < 300 and "error" not in fields
             data["status_code"] = status
             data["success"] = success
             data["streaming"] = streamed
-            if parsed.fields:
-                data.update(parsed.fields)
-            if not success and "error" not in data:
-                data["error"] = {"type": "http_error", "message": f"{status} {response.reason}".strip()}
-            if "error" in data:
-                self._scrub_error(data["error"], request)
+            if fields:
+                data.update(fields)
+            if not success:
+                self.counters.error_responses += 1
+                data["error"] = self._error(data.get("error"), request, response)
+            elif "usage" not in data:
+                self._fill_usage(data, response, call, parsed, streamed)
+            usage = data.get("usage")
+            if usage and "cost" not in data:
+                cost = self._pricing.cost(provider.id, model_id, usage, request.start_ts_ns)
+                if cost is not None:
+                    data["cost"] = (
+                        {"usd": cost, "estimated": True} if usage.get("estimated") else {"usd": cost}
+                    )
             start = request.start_ts_ns
             data["latency_ms"] = _ms(response.end_ts_ns - start)
             data["time_to_first_byte_ms"] = _ms(response.start_ts_ns - start)
             if streamed:
                 if parsed.first_token_ts_ns:
                     data["time_to_first_token_ms"] = _ms(parsed.first_token_ts_ns - start)
+                elif timing == TIMING_RESPONSE_END and chunks:
+                    data["time_to_first_token_ms"] = data["time_to_first_byte_ms"]
+                    data["time_to_first_token_source"] = "first_byte"
                 if parsed.chunk_count is not None:
                     data["chunk_count"] = parsed.chunk_count
             data["response_bytes"] = response.body_size or len(response.body)
@@ -433,7 +739,7 @@ class AiEventBuilder:
                 reasons.append("stream_incomplete")
 
         self.counters.ai_responses += 1
-        return SensorEvent(
+        event = SensorEvent(
             event_type=AI_RESPONSE,
             event_id=self._new_id(ts_ns),
             ts_ns=ts_ns,
@@ -445,11 +751,104 @@ class AiEventBuilder:
             capture_point="ssl",
             confidence=Confidence("high", "partial", reasons) if reasons else Confidence(),
         )
+        events = [*before, event]
+        if call.request_type == "embedding" and response is not None:
+            events.append(self._embedding_event(conn, call, data, event))
+        choices = data.get("choices")
+        if choices and data.get("success"):
+            events.extend(self._tool_call_events(conn, call, choices, event, ts_ns))
+        if (
+            call.request_type == "responses"
+            and isinstance(data.get("request_id"), str)
+            and call.conversation_id
+        ):
+            conversations = self._response_conversations
+            if len(conversations) >= _MAX_CONVERSATIONS:
+                conversations.popitem(last=False)
+            conversations[data["request_id"]] = call.conversation_id
+        return events
 
-    def _scrub_error(self, error: object, request: HttpRequest) -> None:
-        """Remove the request's own credential from an error echoed by the server."""
-        if not isinstance(error, dict):
+    def _parse_response(
+        self, response: HttpResponse, call: _Call
+    ) -> tuple[ParsedResponse, bool, list[StreamChunk] | None, str]:
+        """(parsed, streamed, chunks to emit now, their timing) for a finished response."""
+        parser = call.parser
+        acc = call.acc
+        if acc is not None or response.sse_events or response.is_event_stream:
+            if acc is not None and not call.broken:
+                return acc.finish(), True, None, TIMING_CAPTURED
+            # No (or not every) StreamEvent reached us: reassemble from what the tracker kept.
+            events = response.sse_events or _sse_from_body(response.body)
+            acc = parser.stream()
+            chunks = []
+            for event in events:
+                chunk = acc.feed(event)
+                if chunk is not None:
+                    chunks.append(chunk)
+            late = chunks if call.chunks_sent == 0 else None  # never report a chunk twice
+            return acc.finish(), True, late, TIMING_CAPTURED
+        parsed = parser.parse_response(response.body)
+        if parsed.streamed:
+            return parsed, True, parsed.chunks, TIMING_RESPONSE_END
+        return parsed, False, None, TIMING_CAPTURED
+
+    def _fill_usage(
+        self,
+        data: dict[str, Any],
+        response: HttpResponse,
+        call: _Call,
+        parsed: ParsedResponse,
+        streamed: bool,
+    ) -> None:
+        """Usage when the body had none: Bedrock's token headers, else an offline count."""
+        prompt = response.header("x-amzn-bedrock-input-token-count")
+        completion = response.header("x-amzn-bedrock-output-token-count")
+        if prompt is not None and prompt.isdigit():
+            usage = {"prompt_tokens": int(prompt)}
+            if completion is not None and completion.isdigit():
+                usage["completion_tokens"] = int(completion)
+                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            data["usage"] = usage
             return
+        if not streamed or "choices" not in data:
+            return
+        tokens = self._tokens
+        prompt_tokens = tokens.count_all(call.texts or [])
+        completion_tokens = tokens.count_all(_text_of(data["choices"]))
+        data["usage"] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "estimated": True,
+            "estimation_method": tokens.method,
+        }
+        self.counters.estimated_usages += 1
+
+    def _error(self, error: object, request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
+        """The OISP error of a failed call: the provider's type and message, credentials scrubbed."""
+        out: dict[str, Any] = dict(error) if isinstance(error, dict) else {}
+        status = response.status
+        if "type" not in out:
+            amzn = response.header("x-amzn-errortype")
+            if amzn:
+                out["type"] = amzn.split(":", 1)[0]
+            elif "message" not in out:
+                out["type"] = "http_error"
+            elif status in _STATUS_ERRORS:
+                out["type"] = _STATUS_ERRORS[status]
+        if "message" not in out and not (200 <= status < 300):
+            out["message"] = f"{status} {response.reason}".strip()
+        etype = str(out.get("type", "")).lower()
+        if status == 429 or any(word in etype for word in _RATE_LIMIT_WORDS):
+            out["rate_limited"] = True
+            retry = response.header("retry-after")
+            if retry is not None and retry.strip().isdigit():
+                out["retry_after_s"] = int(retry.strip())
+        self._scrub_error(out, request)
+        return out
+
+    def _scrub_error(self, error: dict[str, Any], request: HttpRequest) -> None:
+        """Remove the request's own credential from an error echoed by the server."""
         message = error.get("message")
         if not isinstance(message, str):
             return
@@ -459,6 +858,120 @@ class AiEventBuilder:
             if secret in message:
                 message = message.replace(secret, "[REDACTED]")
         error["message"] = message
+
+    # ---- the events beside the pair -------------------------------------------------------
+
+    def _event(self, event_type: str, ts_ns: int, data: dict[str, Any], conn: ConnInfo) -> SensorEvent:
+        return SensorEvent(
+            event_type=event_type,
+            event_id=self._new_id(ts_ns),
+            ts_ns=ts_ns,
+            data=data,
+            pid=conn.pid,
+            tid=conn.tid,
+            uid=conn.uid,
+            comm=conn.comm,
+            capture_point="ssl",
+        )
+
+    def _chunk_event(
+        self, conn: ConnInfo, call: _Call, chunk: StreamChunk, ts_ns: int, timing: str
+    ) -> SensorEvent:
+        provider = call.provider
+        data: dict[str, Any] = {"provider": {"id": provider.id, "name": provider.name}}
+        if call.model_id:
+            data["model"] = {"id": call.model_id}
+        data["related_event_id"] = call.event_id
+        if call.conversation_id:
+            data["conversation_id"] = call.conversation_id
+        data["chunk_index"] = call.chunks_sent
+        data["delta"] = chunk.delta
+        data["delta_length"] = len(chunk.delta)
+        data["delta_type"] = chunk.kind
+        data["finish_reason"] = chunk.finish_reason
+        data["time_since_request_ms"] = _ms(ts_ns - call.start_ts_ns)
+        data["timing"] = timing
+        if chunk.offset >= 0:
+            data["body_offset"] = chunk.offset
+        call.chunks_sent += 1
+        self.counters.streaming_chunks += 1
+        return self._event(AI_STREAMING_CHUNK, ts_ns, data, conn)
+
+    def _embedding_event(
+        self, conn: ConnInfo, call: _Call, response_data: dict[str, Any], response_event: SensorEvent
+    ) -> SensorEvent:
+        data: dict[str, Any] = {"provider": response_data["provider"]}
+        if "model" in response_data:
+            data["model"] = response_data["model"]
+        data["related_event_id"] = call.event_id
+        data["response_event_id"] = response_event.event_id
+        data["success"] = response_data.get("success", False)
+        if call.input_count is not None:
+            data["input_count"] = call.input_count
+        summary = response_data.get("embedding")
+        if isinstance(summary, dict):
+            data["embedding_count"] = summary.get("count")
+            if summary.get("dimensions") is not None:
+                data["dimensions"] = summary["dimensions"]
+        usage = response_data.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+            data["tokens"] = usage["prompt_tokens"]
+        if "cost" in response_data:
+            data["cost"] = response_data["cost"]
+        data["latency_ms"] = response_data.get("latency_ms", 0)
+        self.counters.embeddings += 1
+        return self._event(AI_EMBEDDING, response_event.ts_ns, data, conn)
+
+    def _tool_call_events(
+        self, conn: ConnInfo, call: _Call, choices: list[Any], response_event: SensorEvent, ts_ns: int
+    ) -> list[SensorEvent]:
+        events: list[SensorEvent] = []
+        waiting = self._tool_calls
+        for item in choices:
+            message = item.get("message") if isinstance(item, dict) else None
+            calls = message.get("tool_calls") if isinstance(message, dict) else None
+            if not calls:
+                continue
+            for tool_call in calls:
+                if not isinstance(tool_call, dict):
+                    continue
+                function = tool_call.get("function")
+                function = function if isinstance(function, dict) else {}
+                name = function.get("name")
+                raw = function.get("arguments")
+                call_id = tool_call.get("id")
+                data: dict[str, Any] = {
+                    "tool": {"name": name, "type": tool_call.get("type") or "function"},
+                    "arguments": _arguments(raw),
+                    "call_id": call_id,
+                    "related_event_id": response_event.event_id,
+                    "request_event_id": call.event_id,
+                    "provider": {"id": call.provider.id, "name": call.provider.name},
+                }
+                if call.conversation_id:
+                    data["conversation_id"] = call.conversation_id
+                event = self._event(AGENT_TOOL_CALL, ts_ns, data, conn)
+                events.append(event)
+                self.counters.tool_calls += 1
+                key: object = call_id if isinstance(call_id, str) and call_id else ("name", conn.pid, name)
+                waiting.pop(key, None)
+                if len(waiting) >= _MAX_TOOL_CALLS:
+                    waiting.popitem(last=False)
+                waiting[key] = _ToolCall(name if isinstance(name, str) else None, event.event_id, ts_ns,
+                                         call.conversation_id)  # fmt: skip
+        return events
+
+
+def _arguments(raw: object) -> object:
+    """Tool-call arguments as the object they encode (the JSON text when it is not JSON)."""
+    if not isinstance(raw, str):
+        return raw
+    if not raw:
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
 
 
 _MISSING: Any = object()

@@ -14,7 +14,7 @@ that hung up).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -24,6 +24,10 @@ import orjson
 from oisp_sensor.decode.messages import SseEvent
 
 _CACHE_MAX = 4096
+
+# How a stream chunk's time is known (ai.streaming_chunk `timing`).
+TIMING_CAPTURED = "captured"  # the capture time of the record that completed the chunk
+TIMING_RESPONSE_END = "response_end"  # only known once the body was complete (NDJSON, event-stream)
 
 
 @dataclass(slots=True)
@@ -40,6 +44,9 @@ class ParsedRequest:
     fields: dict[str, Any] = field(default_factory=dict)
     unparsed: bool = False  # the body could not be read as the format (bad/cut JSON)
     problems: list[str] = field(default_factory=list)
+    # Set when the body, not the path, tells the kind of call (Bedrock InvokeModel of an
+    # embedding model, Vertex :predict): overrides FormatSpec.request_type.
+    request_type: str | None = None
 
 
 @dataclass(slots=True)
@@ -60,6 +67,40 @@ class ParsedResponse:
     stream_complete: bool = True
     unparsed: bool = False
     problems: list[str] = field(default_factory=list)
+    # A body that is itself a stream but not SSE (Ollama NDJSON, Bedrock's binary event
+    # stream, Gemini's JSON array): `streamed` is set and `chunks` lists its chunks in
+    # body order, so the builder can emit ai.streaming_chunk events once it is complete.
+    streamed: bool = False
+    chunks: list[StreamChunk] | None = None
+
+
+@dataclass(slots=True)
+class StreamChunk:
+    """What one stream event added to the answer: the data of an ai.streaming_chunk.
+
+    `delta` is the generated text of the event (content, tool-call arguments or
+    reasoning, as `kind` says); `ts_ns` is 0 when the chunk's time is unknown;
+    `offset` is the chunk's byte offset in a non-SSE body (-1 for SSE events).
+    """
+
+    delta: str = ""
+    kind: str = "text"  # text | tool_call | reasoning | none
+    finish_reason: str | None = None
+    ts_ns: int = 0
+    offset: int = -1
+    choice_index: int = 0
+
+
+class StreamAccumulator(Protocol):
+    """Reassembles one SSE stream event by event (so each event is parsed only once)."""
+
+    def feed(self, event: SseEvent) -> StreamChunk | None:
+        """Apply one event; the chunk it carried, or None (keep-alives, metadata, [DONE])."""
+        ...
+
+    def finish(self) -> ParsedResponse:
+        """The reassembled response (usage, choices, stream completeness)."""
+        ...
 
 
 class FormatParser(Protocol):
@@ -70,6 +111,20 @@ class FormatParser(Protocol):
     def parse_response(self, body: bytes) -> ParsedResponse: ...
 
     def parse_stream(self, events: Sequence[SseEvent]) -> ParsedResponse: ...
+
+    def stream(self) -> StreamAccumulator: ...
+
+
+def run_stream(parser: FormatParser, events: Iterable[SseEvent]) -> ParsedResponse:
+    """parse_stream in terms of an accumulator: what every parser's parse_stream does."""
+    acc = parser.stream()
+    for event in events:
+        acc.feed(event)
+    return acc.finish()
+
+
+# Chooses the parser from what the path says (model id from the path, and the path).
+Dispatch = Callable[[str | None, str], "FormatParser"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +145,20 @@ class FormatSpec:
     api_formats: frozenset[str] | None = None
     unknown_host_ok: bool = False
     path_model: re.Pattern[str] | None = None
+    # For paths whose body format depends on the model or the path (Bedrock InvokeModel
+    # carries each vendor's native body; `:streamGenerateContent` streams whatever the
+    # body says): returns the parser to use instead of `parser`.
+    dispatch: Dispatch | None = None
 
     def model_from_path(self, path: str) -> str | None:
         if self.path_model is None:
             return None
         m = self.path_model.search(path)
         return unquote(m.group("model")) if m else None
+
+    def parser_for(self, model: str | None, path: str) -> FormatParser:
+        """The parser for one request (the spec's own unless it dispatches)."""
+        return self.dispatch(model, path) if self.dispatch is not None else self.parser
 
 
 class FormatRegistry:
@@ -226,26 +289,145 @@ class GenericJsonParser:
         return out
 
     def parse_stream(self, events: Sequence[SseEvent]) -> ParsedResponse:
-        out = ParsedResponse(chunk_count=sum(1 for e in events if e.data and e.data != "[DONE]"))
-        return out
+        return run_stream(self, events)
+
+    def stream(self) -> StreamAccumulator:
+        return _GenericStream()
+
+
+class _GenericStream:
+    """Counts the data events of a stream whose chunk format is not known."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def feed(self, event: SseEvent) -> StreamChunk | None:
+        if event.data and event.data != "[DONE]":
+            self.count += 1
+        return None
+
+    def finish(self) -> ParsedResponse:
+        return ParsedResponse(chunk_count=self.count)
 
 
 def error_fields(error: object) -> dict[str, Any] | None:
     """OISP `error` {type, message, code} from an OpenAI-style `error` value.
 
-    Accepts the documented object ({"message", "type", "param", "code"}) and the bare
-    string some compatible servers send.
+    Accepts the documented object ({"message", "type", "param", "code"}), Google's
+    ({"code": 429, "message", "status": "RESOURCE_EXHAUSTED"}: status is the type) and
+    the bare string some compatible servers (and Ollama) send.
     """
     if isinstance(error, dict):
         out: dict[str, Any] = {}
-        for key in ("type", "message", "code"):
-            value = error.get(key)
-            if value is not None:
-                out[key] = value
+        etype = error.get("type")
+        if etype is None:
+            etype = error.get("status")
+        if isinstance(etype, str):
+            out["type"] = etype
+        message = error.get("message")
+        if message is not None:
+            out["message"] = message if isinstance(message, str) else str(message)
+        code = error.get("code")
+        if code is not None:
+            out["code"] = code
         return out or None
     if isinstance(error, str):
         return {"message": error}
     return None
+
+
+# ---- shared helpers of the format parsers ----------------------------------------------------
+
+
+def as_int(value: object) -> int | None:
+    """An int token count, or None (bools and floats of other types are not counts)."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
+
+
+def make_usage(
+    prompt: object,
+    completion: object,
+    total: object = None,
+    *,
+    cached: object = None,
+    reasoning: object = None,
+    cache_write: object = None,
+) -> dict[str, int] | None:
+    """OISP usage from a provider's counts, in the OpenAI sense.
+
+    prompt_tokens counts every input token, cached or not; completion_tokens every
+    output token, reasoning included. total_tokens is computed when the provider does
+    not send it. Counts the provider did not report are left out, never guessed.
+    """
+    out: dict[str, int] = {}
+    p = as_int(prompt)
+    c = as_int(completion)
+    if p is not None:
+        out["prompt_tokens"] = p
+    if c is not None:
+        out["completion_tokens"] = c
+    t = as_int(total)
+    if t is None and p is not None and c is not None:
+        t = p + c
+    if t is not None:
+        out["total_tokens"] = t
+    for key, value in (
+        ("cached_tokens", cached),
+        ("reasoning_tokens", reasoning),
+        ("cache_write_tokens", cache_write),
+    ):
+        n = as_int(value)
+        if n is not None:
+            out[key] = n
+    return out or None
+
+
+def text_message(role: str | None, text: str | None, **extra: Any) -> dict[str, Any]:
+    """One normalised (OpenAI-like) message: role, content and content_length."""
+    out: dict[str, Any] = {"role": role}
+    if text is not None:
+        out["content"] = text
+    out["content_length"] = len(text) if text is not None else 0
+    if extra:
+        out.update(extra)
+    return out
+
+
+def system_hash(texts: Sequence[str]) -> str:
+    """OISP system_prompt_hash of the system texts of a request."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256("\n".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def json_text(value: object) -> str:
+    """Compact JSON text of a structured value (tool arguments given as objects)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
+
+
+def tool_call(call_id: object, name: object, arguments: object, ctype: str = "function") -> dict[str, Any]:
+    """A tool call in the normalised shape {id, type, function {name, arguments}}."""
+    return {
+        "id": call_id if isinstance(call_id, str) else None,
+        "type": ctype,
+        "function": {"name": name if isinstance(name, str) else None, "arguments": json_text(arguments)},
+    }
+
+
+def choice(message: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
+    """One normalised response choice."""
+    return {"index": index, "finish_reason": finish_reason, "message": message}
 
 
 # ---- model family ----------------------------------------------------------------------------

@@ -23,8 +23,10 @@ from oisp_sensor.decode.messages import SseEvent
 from oisp_sensor.decode.providers.base import (
     ParsedRequest,
     ParsedResponse,
+    StreamChunk,
     error_fields,
     load_json_object,
+    run_stream,
     salvage_model,
 )
 
@@ -112,6 +114,8 @@ def _request_message(message: object) -> tuple[dict[str, Any], str | None]:
     out["content_length"] = len(text) if text is not None else 0
     if parts is not None:
         out["content_parts"] = parts
+    if len(message) <= 2:  # the usual {"role", "content"}: nothing more to read
+        return out, (text if role in _SYSTEM_ROLES and text is not None else None)
     name = message.get("name")
     if isinstance(name, str):
         out["name"] = name
@@ -368,58 +372,114 @@ class OpenAIChatParser:
             out.model = obj["model"]
 
     def parse_stream(self, events: Sequence[SseEvent]) -> ParsedResponse:
-        out = ParsedResponse(chunk_count=0, stream_complete=False)
-        choices: dict[int, _ChoiceAcc] = {}
-        bad = 0
-        usage: dict[str, int] | None = None
-        error: dict[str, Any] | None = None
-        chunks = 0
-        for event in events:
-            data = event.data
-            if not data:
+        return run_stream(self, events)
+
+    def stream(self) -> _ChatStream:
+        return _ChatStream()
+
+
+class _ChatStream:
+    """A chat completion stream (`chat.completion.chunk` events then `[DONE]`), reassembled."""
+
+    __slots__ = ("bad", "choices", "chunks", "error", "out", "usage")
+
+    def __init__(self) -> None:
+        self.out = ParsedResponse(chunk_count=0, stream_complete=False)
+        self.choices: dict[int, _ChoiceAcc] = {}
+        self.bad = 0
+        self.chunks = 0
+        self.usage: dict[str, int] | None = None
+        self.error: dict[str, Any] | None = None
+
+    def feed(self, event: SseEvent) -> StreamChunk | None:
+        data = event.data
+        if not data:
+            return None
+        if data == "[DONE]" or data.strip() == "[DONE]":
+            self.out.stream_complete = True
+            return None
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self.bad += 1
+            return None
+        if not isinstance(chunk, dict):
+            self.bad += 1
+            return None
+        self.chunks += 1
+        out = self.out
+        OpenAIChatParser._read_head(chunk, out)
+        if "error" in chunk:
+            self.error = error_fields(chunk["error"]) or self.error
+        chunk_usage = chunk.get("usage")
+        if chunk_usage is not None:
+            self.usage = _usage(chunk_usage) or self.usage
+        chunk_choices = chunk.get("choices")
+        if not isinstance(chunk_choices, list) or not chunk_choices:
+            return None
+        info: StreamChunk | None = None
+        for choice in chunk_choices:
+            if not isinstance(choice, dict):
                 continue
-            if data == "[DONE]" or data.strip() == "[DONE]":
-                out.stream_complete = True
-                continue
-            try:
-                chunk = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                bad += 1
-                continue
-            if not isinstance(chunk, dict):
-                bad += 1
-                continue
-            chunks += 1
-            self._read_head(chunk, out)
-            if "error" in chunk:
-                error = error_fields(chunk["error"]) or error
-            chunk_usage = chunk.get("usage")
-            if chunk_usage is not None:
-                usage = _usage(chunk_usage) or usage
-            chunk_choices = chunk.get("choices")
-            if not isinstance(chunk_choices, list):
-                continue
-            for choice in chunk_choices:
-                if not isinstance(choice, dict):
-                    continue
-                index = choice.get("index", 0)
-                if not isinstance(index, int):
-                    index = 0
-                acc = choices.get(index)
-                if acc is None:
-                    acc = choices[index] = _ChoiceAcc()
-                if acc.add(choice) and not out.first_token_ts_ns:
-                    out.first_token_ts_ns = event.ts_ns
-        out.chunk_count = chunks
+            index = choice.get("index", 0)
+            if not isinstance(index, int):
+                index = 0
+            acc = self.choices.get(index)
+            if acc is None:
+                acc = self.choices[index] = _ChoiceAcc()
+            produced = acc.add(choice)
+            if produced and not out.first_token_ts_ns:
+                out.first_token_ts_ns = event.ts_ns
+            if info is None:
+                info = StreamChunk(delta="", kind="none", ts_ns=event.ts_ns, choice_index=index)
+            _describe(choice, info)
+        return info
+
+    def finish(self) -> ParsedResponse:
+        out = self.out
+        out.chunk_count = self.chunks
+        choices = self.choices
         if choices:
             out.fields["choices"] = [choices[i].result(i) for i in sorted(choices)]
-        if usage:
-            out.fields["usage"] = usage
-        if error:
-            out.fields["error"] = error
-        if bad:
-            out.problems.append(f"stream: {bad} event(s) not valid chunk JSON")
+        if self.usage:
+            out.fields["usage"] = self.usage
+        if self.error:
+            out.fields["error"] = self.error
+        if self.bad:
+            out.problems.append(f"stream: {self.bad} event(s) not valid chunk JSON")
             out.unparsed = True
         if not out.stream_complete:
             out.problems.append("stream: no [DONE]")
         return out
+
+
+def _describe(choice: dict[str, Any], info: StreamChunk) -> None:
+    """Add one choice delta's text, kind and finish_reason to a StreamChunk."""
+    finish = choice.get("finish_reason")
+    if isinstance(finish, str):
+        info.finish_reason = finish
+    delta = choice.get("delta")
+    if not isinstance(delta, dict):
+        return
+    for key, kind in (("content", "text"), ("refusal", "text"), ("reasoning_content", "reasoning"),
+                      ("reasoning", "reasoning")):  # fmt: skip
+        text = delta.get(key)
+        if isinstance(text, str) and text:
+            info.delta += text
+            if info.kind == "none":
+                info.kind = kind
+    calls = delta.get("tool_calls")
+    if isinstance(calls, list):
+        for call in calls:
+            fn = call.get("function") if isinstance(call, dict) else None
+            args = fn.get("arguments") if isinstance(fn, dict) else None
+            if isinstance(args, str):
+                info.delta += args
+            if info.kind == "none":
+                info.kind = "tool_call"
+
+
+# Shared with the other OpenAI formats (completions, Responses, embeddings, Cohere v2).
+usage_fields = _usage
+content_text = _content_text
+tools_of = _tools
