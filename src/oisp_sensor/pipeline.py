@@ -78,7 +78,9 @@ class Pipeline:
             self.clock.new_event_id,
             streaming_chunks=config.capture.streaming_chunks,
             # Local model servers (Ollama, LM Studio, vLLM, ...) cost nothing per token.
-            pricing=Pricing(self.clock.wall_ns, local_providers=frozenset(p.id for p in registry if p.default_ports)),
+            pricing=Pricing(
+                self.clock.wall_ns, local_providers=frozenset(p.id for p in registry if p.default_ports)
+            ),
         )
         self.system = SystemEventBuilder(
             self.clock.new_event_id, process=config.capture.process, network=config.capture.network
