@@ -20,6 +20,7 @@ import orjson
 
 from . import __version__
 from .config import ConfigError, SensorConfig, load_config, unavailable_exporters
+from .redact import full_mode_warnings
 
 PROG = "oisp-sensor"
 EXIT_USAGE = 2
@@ -160,10 +161,8 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
         sys.exit(EXIT_FAILURE)
     for name in unavailable_exporters(config):
         _err(f"warning: [export.{name}] is enabled but this version has no {name} exporter yet; ignored")
-    if config.redaction.mode == "full":
-        _err(
-            "warning: redaction mode is `full`: prompts, responses and personal data are exported as captured"
-        )
+    for warning in full_mode_warnings(config):
+        _err(warning)
     exporters = []
     if config.export.jsonl.enabled:
         exporters.append(JsonlExporter(config.export.jsonl))

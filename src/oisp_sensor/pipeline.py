@@ -41,7 +41,7 @@ from .enrich.filters import ProcessFilter
 from .enrich.host import host_context
 from .enrich.process import ProcessCache, ProcessInfo, read_process
 from .export.base import Exporter
-from .redact import Redactor
+from .redact import Redactor, exporter_modes
 from .schema.envelope import Clock, envelope
 from .schema.events import SensorEvent
 
@@ -85,7 +85,13 @@ class Pipeline:
         self.system = SystemEventBuilder(
             self.clock.new_event_id, process=config.capture.process, network=config.capture.network
         )
-        self.redactor = Redactor(config.redaction.mode)
+        self.redactor = Redactor.from_config(config.redaction, providers=registry)
+        # One redacted copy per distinct mode among the exporters (per-exporter overrides).
+        modes = exporter_modes(config)
+        self._exporter_mode = {e.name: modes.get(e.name, config.redaction.mode) for e in exporters}
+        self._modes = sorted(set(self._exporter_mode.values())) or [config.redaction.mode]
+        # The live view shows what the strictest exporter gets, never more.
+        self._view_mode = next(m for m in ("minimal", "safe", "full") if m in self._modes)
         cap = config.capture
         self.filter = ProcessFilter(cap.pids, cap.comm, cap.uids, cap.exclude_comm)
         self.idle_ns = int(config.capture.idle_timeout_s * 1e9)
@@ -94,7 +100,7 @@ class Pipeline:
         self._last_expire = 0
         self._latest_ts = 0
         self._seen_pids: set[int] = set()  # pids whose /proc context is cached
-        self._pending: list[dict[str, Any]] = []  # events not yet handed to the exporters
+        self._pending: dict[str, list[dict[str, Any]]] = {}  # mode -> events not yet exported
         self.raw_writer: RawWriter | None = None  # --save-raw: keep the records as captured
 
     # ---- per record -----------------------------------------------------------------
@@ -120,9 +126,11 @@ class Pipeline:
         """Hand the events made since the last call to every exporter, as one batch."""
         if not self._pending:
             return
-        events, self._pending = self._pending, []
+        pending, self._pending = self._pending, {}
         for exporter in self.exporters:
-            exporter.submit_many(events)
+            events = pending.get(self._exporter_mode[exporter.name])
+            if events:
+                exporter.submit_many(events)
 
     def process_record(self, record: Any) -> None:
         if (
@@ -231,12 +239,16 @@ class Pipeline:
             actor=self.processes.actor_context(info, event.uid),
             process=process,
         )
-        final = self.redactor.apply(final)
         self.counts["events"] += 1
         self.events_by_type[event.event_type] = self.events_by_type.get(event.event_type, 0) + 1
-        self._pending.append(final)
-        if self.on_event:
-            self.on_event(final)
+        view = None
+        for mode in self._modes:
+            redacted = self.redactor.apply(final, mode)
+            self._pending.setdefault(mode, []).append(redacted)
+            if mode == self._view_mode:
+                view = redacted
+        if self.on_event and view is not None:
+            self.on_event(view)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -246,11 +258,7 @@ class Pipeline:
             "ai": asdict(self.builder.counters),
             "system": asdict(self.system.counters),
             "filtered_records": self.filter.dropped,
-            "redaction": {
-                "mode": self.redactor.mode,
-                "events_redacted": self.redactor.events_redacted,
-                "items_redacted": self.redactor.items_redacted,
-            },
+            "redaction": {"modes": dict(self._exporter_mode), **self.redactor.stats()},
             "exporters": {e.name: e.stats().as_dict() for e in self.exporters},
         }
 

@@ -302,3 +302,23 @@ def test_process_name_filter(fake_provider: FakeProviderHandle, tmp_path: Path) 
     events = ai_events(sensor.events())
     assert [e["process"]["name"] for e in events] == ["curl", "curl"]
     assert all(e["process"]["name"] == "curl" for e in sensor.events())
+
+
+def test_redaction_modes_end_to_end(fake_provider: FakeProviderHandle, tmp_path: Path) -> None:
+    """`[export.jsonl] redaction = "minimal"` overrides the global mode; `full` is warned about."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[redaction]\nmode = "safe"\n[export.jsonl]\nredaction = "minimal"\n')
+    secret_mail = "jane.doe@example.com"
+    with RunningSensor(tmp_path / "min.jsonl", ["--config", str(cfg)]) as sensor:
+        _python(fake_provider, "--message", f"mail {secret_mail} please")
+    raw = (tmp_path / "min.jsonl").read_text()
+    assert secret_mail not in raw
+    (req, resp) = ai_events(sensor.events())
+    assert "content" not in req["data"]["messages"][0]  # no content at all, lengths and hashes only
+    assert req["data"]["messages"][0]["content_length"] == len(f"mail {secret_mail} please")
+    assert resp["data"]["choices"][0]["message"]["content_hash"].startswith("sha256:")
+    with RunningSensor(tmp_path / "full.jsonl", ["--redaction", "full"]) as sensor:
+        _python(fake_provider, "--message", f"mail {secret_mail} please")
+    assert "warning: redaction mode is `full`" in sensor.stderr
+    assert secret_mail in (tmp_path / "full.jsonl").read_text()
+    assert fake_provider.openai_api_key not in (tmp_path / "full.jsonl").read_text()
