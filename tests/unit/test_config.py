@@ -129,3 +129,13 @@ def test_bad_environment_value_is_named() -> None:
 def test_missing_explicit_file() -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config("/nonexistent/oisp.toml", environ={})
+
+
+def test_readme_config_example_is_valid(tmp_path: Path) -> None:
+    """The configuration shown in the README loads as documented (docs cannot drift)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config, _ = load_config(_write(tmp_path, block), environ={})
+    assert config.export.jsonl.rotate_size_mb == 100
+    assert config.providers.extra_hosts == {"llm-gateway.internal": "openai"}
+    assert config.capture.streaming_chunks is True
