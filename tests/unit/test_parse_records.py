@@ -129,3 +129,19 @@ def test_raw_file_roundtrip_and_truncation() -> None:
     assert list(it) == records[:2]
     with pytest.raises(RawFileError):
         read_raw(io.BytesIO(b"garbage"))
+
+
+def test_ulid_text_matches_python_ulid() -> None:
+    import random
+
+    from ulid import ULID
+
+    from oisp_sensor.schema.envelope import Clock, ulid_text
+
+    rng = random.Random(7)
+    for value in [0, 2**128 - 1, *(rng.getrandbits(128) for _ in range(2000))]:
+        assert ulid_text(value) == str(ULID.from_int(value))
+    clock = Clock(offset_ns=1_700_000_000_000_000_000)
+    ids = [clock.new_event_id(n * 1_000_000) for n in range(100)]
+    assert all(ULID.from_str(i).milliseconds == 1_700_000_000_000 + n for n, i in enumerate(ids))
+    assert len(set(ids)) == 100
