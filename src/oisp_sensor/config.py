@@ -14,9 +14,18 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "OISP_"
 CONFIG_ENV = "OISP_CONFIG"
@@ -223,11 +232,77 @@ class ProvidersConfig(Section):
     extra_hosts: dict[str, str] = Field(default_factory=dict)
 
 
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+_Text = Annotated[str, Field(min_length=1)]
+_Regex = Annotated[str, Field(min_length=1), AfterValidator(_compiles)]
+
+
+class AppRule(Section):
+    """One `[[apps.extra]]` entry: an app of the user's own (or a built-in redefined, same id).
+
+    The keys of the built-in table (oisp_sensor/enrich/apps.toml, which documents them):
+    exe and script are globs, module names `python -m` modules, cmdline holds regular
+    expressions, parent app ids; expected_providers / expected_hosts make it "profiled".
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    name: _Text
+    category: str = Field(default="other", pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    exe: list[_Text] = Field(default_factory=list)
+    script: list[_Text] = Field(default_factory=list)
+    module: list[_Text] = Field(default_factory=list)
+    cmdline: list[_Regex] = Field(default_factory=list)
+    parent: list[_Text] = Field(default_factory=list)
+    # Whether processes it starts are attributed to it (default: not for ide, terminal).
+    children: bool | None = None
+    expected_providers: list[_Text] | None = None
+    expected_hosts: list[_Text] | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value == "unknown":
+            raise ValueError("'unknown' is the id of processes no app matched")
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_rule(self) -> AppRule:
+        if not (self.exe or self.script or self.module or self.cmdline or self.parent):
+            raise ValueError("an app needs at least one of exe, script, module, cmdline, parent")
+        return self
+
+
+class AppsConfig(Section):
+    """[apps]: which AI application each event comes from (see oisp_sensor.enrich.apps)."""
+
+    # Use the built-in table of known apps (the extra apps come first either way).
+    builtin: bool = True
+    extra: list[AppRule] = Field(default_factory=list)
+
+    @field_validator("extra")
+    @classmethod
+    def _unique_ids(cls, value: list[AppRule]) -> list[AppRule]:
+        seen: set[str] = set()
+        for rule in value:
+            if rule.id in seen:
+                raise ValueError(f"duplicate app id {rule.id!r}")
+            seen.add(rule.id)
+        return value
+
+
 class SensorConfig(Section):
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     redaction: RedactionConfig = Field(default_factory=RedactionConfig)
     providers: ProvidersConfig = Field(default_factory=ProvidersConfig)
+    apps: AppsConfig = Field(default_factory=AppsConfig)
 
 
 # Exporters whose implementation is not in this version: accepted, reported when enabled.

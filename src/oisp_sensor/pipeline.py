@@ -37,9 +37,11 @@ from .decode.connection import ConnectionTracker
 from .decode.pricing import Pricing
 from .decode.providers.registry import ProviderRegistry
 from .decode.system_events import SystemEventBuilder
+from .enrich.apps import AppMatcher
 from .enrich.filters import ProcessFilter
 from .enrich.host import host_context
 from .enrich.process import ProcessCache, ProcessInfo, read_process
+from .enrich.web import CallContexts, WebApps
 from .export.base import Exporter
 from .redact import Redactor, exporter_modes
 from .schema.envelope import Clock, envelope
@@ -66,6 +68,9 @@ class Pipeline:
         self.on_event = on_event
         self.host = host_context()
         self.processes = ProcessCache()
+        # app of every event (per process image), web context and host of every AI call
+        self.apps = AppMatcher.from_config(config.apps, self.processes.get)
+        self.calls = CallContexts(WebApps.default())
         registry = ProviderRegistry.default()
         for host, provider_id in config.providers.extra_hosts.items():
             registry.add_host(host, provider_id)
@@ -232,12 +237,22 @@ class Pipeline:
         process = info.process_context()
         if event.tid and event.tid != event.pid:
             process["tid"] = event.tid
+        app = self.apps.context(info)
+        web = None
+        data = event.data
+        if "provider" in data or "request_event_id" in data:  # the events of an AI call
+            host, web = self.calls.lookup(event.event_type, event.event_id, data)
+            provider = data.get("provider")
+            if provider is not None:
+                app = self.apps.check_profile(app, provider.get("id"), host)
         final = envelope(
             event,
             self.clock,
             host=self.host,
             actor=self.processes.actor_context(info, event.uid),
             process=process,
+            app=app,
+            web=web,
         )
         self.counts["events"] += 1
         self.events_by_type[event.event_type] = self.events_by_type.get(event.event_type, 0) + 1

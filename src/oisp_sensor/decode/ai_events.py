@@ -84,10 +84,12 @@ IdFactory = Callable[[int], str]
 
 # Known-provider requests whose path matches no format: still an AI call, read generically.
 _OTHER_SPEC = FormatSpec(name="generic", request_type="other", path=re.compile(""), parser=GENERIC)
-# Headers read from each request, in one pass.
+# Headers read from each request, in one pass (origin, referer, sec-fetch-site: for the
+# pipeline's `web` context of calls made from a browser page).
 _WANTED_HEADERS = frozenset(
-    {"host", ":authority", "authorization", "api-key", "x-api-key", "x-goog-api-key", "user-agent"}
-)
+    {"host", ":authority", "authorization", "api-key", "x-api-key", "x-goog-api-key", "user-agent",
+     "origin", "referer", "sec-fetch-site"}
+)  # fmt: skip
 _API_KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key")
 _DEFAULT_MAX_PENDING = 65536
 _MAX_TOOL_CALLS = 16384  # tool calls remembered until their result comes back
@@ -491,6 +493,12 @@ class AiEventBuilder:
         user_agent = headers.get("user-agent")
         if user_agent is not None:
             http["user_agent"] = user_agent
+        if "origin" in headers:
+            http["origin"] = headers["origin"]
+        if "referer" in headers:  # the query string and fragment may hold search terms and tokens
+            http["referer"] = headers["referer"].partition("#")[0].partition("?")[0]
+        if "sec-fetch-site" in headers:
+            http["sec_fetch_site"] = headers["sec-fetch-site"]
         data["http"] = http
         data["request_bytes"] = request.body_size or len(request.body)
 
