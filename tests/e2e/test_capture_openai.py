@@ -154,6 +154,7 @@ def test_python_sdk_plain_call(recording: Recording, fake_provider: FakeProvider
         assert any("py_openai_chat.py" in arg for arg in e["process"]["cmdline"])
         assert e["process"]["cwd"]
         assert e["process"]["ppid"] > 0
+        assert TS_RE.match(e["process"]["start_time"]) and e["process"]["start_time"] <= e["timestamp"]
     data = req["data"]
     assert data["provider"] == {
         "id": "openai",

@@ -12,6 +12,7 @@ import pwd
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .container import container_from_cgroup
@@ -43,10 +44,35 @@ class ProcessInfo:
             "cmdline": self.cmdline,
             "cwd": self.cwd,
         }
+        if self.start_ticks:
+            context["start_time"] = _start_time(self.start_ticks)
         if self.container_id:
             context["container_id"] = self.container_id
             context["container_runtime"] = self.container_runtime
         return context
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _boot_time() -> float:
+    """Seconds since the epoch at boot (`btime` of /proc/stat): start ticks count from it."""
+    try:
+        for line in open("/proc/stat", "rb"):  # noqa: SIM115 - read once at import
+            if line.startswith(b"btime "):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+_BOOT_TIME = _boot_time()
+
+
+def _start_time(ticks: int) -> str:
+    """RFC 3339 (UTC, seconds precision of the kernel's ticks) of a process start."""
+    started = datetime.fromtimestamp(_BOOT_TIME + ticks / _CLK_TCK, UTC)
+    return started.strftime("%Y-%m-%dT%H:%M:%S.") + f"{started.microsecond:06d}Z"
 
 
 def _read(path: str) -> bytes | None:
