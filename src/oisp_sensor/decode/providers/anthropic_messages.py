@@ -18,8 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from oisp_sensor.decode.messages import SseEvent
 from oisp_sensor.decode.providers.base import (
     ParsedRequest,
@@ -28,6 +26,7 @@ from oisp_sensor.decode.providers.base import (
     as_int,
     choice,
     error_fields,
+    event_object,
     load_json_object,
     make_usage,
     run_stream,
@@ -288,12 +287,8 @@ class AnthropicStream:
     def feed(self, event: SseEvent) -> StreamChunk | None:
         if not event.data:
             return None
-        try:
-            obj = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            self.bad += 1
-            return None
-        if not isinstance(obj, dict):
+        obj = event_object(event.data)
+        if obj is None:
             self.bad += 1
             return None
         return self.feed_object(obj, event.ts_ns)

@@ -235,6 +235,15 @@ def salvage_model(body: bytes) -> tuple[str | None, bool]:
     return model, bool(s and s.group(1) == b"true")
 
 
+def event_object(data: str) -> dict[str, Any] | None:
+    """One streamed event's payload as a JSON object; None when it is not one."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def load_json_object(body: bytes, what: str, problems: list[str]) -> dict[str, Any] | None:
     """orjson.loads that never raises: a dict, or None with a problem noted."""
     try:

@@ -40,6 +40,7 @@ from oisp_sensor.decode.providers.base import (
     StreamChunk,
     as_int,
     choice,
+    event_object,
     json_text,
     load_json_object,
     make_usage,
@@ -529,12 +530,8 @@ class _NativeStream:
         self.chunks = 0
 
     def feed(self, event: SseEvent) -> StreamChunk | None:
-        try:
-            obj = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            self.bad += 1
-            return None
-        if not isinstance(obj, dict):
+        obj = event_object(event.data)
+        if obj is None:
             self.bad += 1
             return None
         self.chunks += 1
@@ -580,11 +577,8 @@ class _NovaStream:
         self.inner = _ConverseStream()
 
     def feed(self, event: SseEvent) -> StreamChunk | None:
-        try:
-            obj = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(obj, dict):
+        obj = event_object(event.data)
+        if obj is None:
             return None
         info = None
         for key, payload in obj.items():

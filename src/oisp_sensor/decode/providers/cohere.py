@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from oisp_sensor.decode.messages import SseEvent
 from oisp_sensor.decode.providers.base import GenericJsonParser as _Generic
 from oisp_sensor.decode.providers.base import (
@@ -28,6 +26,7 @@ from oisp_sensor.decode.providers.base import (
     as_int,
     choice,
     error_fields,
+    event_object,
     load_json_object,
     make_usage,
     run_stream,
@@ -227,12 +226,8 @@ class _CohereStream:
     def feed(self, event: SseEvent) -> StreamChunk | None:
         if not event.data or event.data.strip() == "[DONE]":
             return None
-        try:
-            obj = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            self.bad += 1
-            return None
-        if not isinstance(obj, dict):
+        obj = event_object(event.data)
+        if obj is None:
             self.bad += 1
             return None
         self.chunks += 1

@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from oisp_sensor.decode.messages import SseEvent
 from oisp_sensor.decode.providers.base import (
     ParsedRequest,
@@ -31,6 +29,7 @@ from oisp_sensor.decode.providers.base import (
     as_int,
     choice,
     error_fields,
+    event_object,
     json_text,
     load_json_object,
     make_usage,
@@ -365,12 +364,8 @@ class _GeminiStream:
     def feed(self, event: SseEvent) -> StreamChunk | None:
         if not event.data:
             return None
-        try:
-            obj = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            self.bad += 1
-            return None
-        if not isinstance(obj, dict):
+        obj = event_object(event.data)
+        if obj is None:
             self.bad += 1
             return None
         assert self.out.chunk_count is not None

@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from oisp_sensor.decode.messages import SseEvent
 from oisp_sensor.decode.providers.base import (
     ParsedRequest,
     ParsedResponse,
     StreamChunk,
     choice,
+    event_object,
     load_json_object,
     make_usage,
     run_stream,
@@ -241,11 +240,8 @@ class _OllamaSse:
         self.count = 0
 
     def feed(self, event: SseEvent) -> StreamChunk | None:
-        try:
-            obj = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(obj, dict):
+        obj = event_object(event.data)
+        if obj is None:
             return None
         self.count += 1
         info = self.parser._read(obj, self.state)

@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from oisp_sensor.decode.messages import SseEvent
 from oisp_sensor.decode.providers.base import (
     ParsedRequest,
@@ -29,6 +27,7 @@ from oisp_sensor.decode.providers.base import (
     as_int,
     choice,
     error_fields,
+    event_object,
     json_text,
     load_json_object,
     make_usage,
@@ -248,12 +247,8 @@ class ResponsesStream:
     def feed(self, event: SseEvent) -> StreamChunk | None:
         if not event.data:
             return None
-        try:
-            obj = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            self.bad += 1
-            return None
-        if not isinstance(obj, dict):
+        obj = event_object(event.data)
+        if obj is None:
             self.bad += 1
             return None
         etype = obj.get("type") or event.event
