@@ -34,6 +34,7 @@ from .capture.records import (
 from .config import SensorConfig
 from .decode.ai_events import AiEventBuilder
 from .decode.connection import ConnectionTracker
+from .decode.messages import DecodeOutput
 from .decode.pricing import Pricing
 from .decode.providers.registry import ProviderRegistry
 from .decode.system_events import SystemEventBuilder
@@ -50,6 +51,18 @@ from .schema.events import SensorEvent
 log = logging.getLogger(__name__)
 
 STATUS_DIR = "/run/oisp-sensor"
+
+
+def _resolve_exe(filename: str) -> str:
+    """The executable an execve path names, as /proc/PID/exe would show it (symlinks such as
+    a venv's python resolved), for processes gone before /proc could be read. Relative
+    paths depend on the process's cwd, unknown by then: kept as given."""
+    if not filename.startswith("/"):
+        return filename
+    try:
+        return os.path.realpath(filename, strict=True)
+    except OSError:
+        return filename
 
 
 class Pipeline:
@@ -170,12 +183,15 @@ class Pipeline:
 
     def _decode(self, record: Any) -> None:
         try:
-            for output in self.tracker.feed(record):
-                for event in self.builder.process(output):
-                    self.emit(event)
+            self._build(self.tracker.feed(record))
         except Exception:  # a decoder bug must cost one exchange, not the sensor
             self.counts["errors"] += 1
             log.exception("internal error while decoding a record")
+
+    def _build(self, outputs: list[DecodeOutput]) -> None:
+        """HTTP decoder outputs -> AI events -> emitted."""
+        for output in outputs:
+            self._emit_all(self.builder.process(output))
 
     def _emit_all(self, events: list[SensorEvent]) -> None:
         for event in events:
@@ -191,7 +207,7 @@ class Pipeline:
             pid=record.pid,
             ppid=record.ppid,
             name=record.comm,
-            exe=live.exe if same_image else record.filename,
+            exe=live.exe if same_image else _resolve_exe(record.filename),
             cmdline=list(record.args),
             cwd=live.cwd if same_image else "",
             uid=record.uid,
@@ -218,16 +234,12 @@ class Pipeline:
         if now - self._last_expire < 1_000_000_000:
             return
         self._last_expire = now
-        for output in self.tracker.expire_idle(now, self.idle_ns):
-            for event in self.builder.process(output):
-                self.emit(event)
+        self._build(self.tracker.expire_idle(now, self.idle_ns))
         self.dispatch()
 
     def finish(self) -> None:
         """Shutdown: every pending exchange is emitted (marked incomplete where it is)."""
-        for output in self.tracker.flush(time.monotonic_ns()):
-            for event in self.builder.process(output):
-                self.emit(event)
+        self._build(self.tracker.flush(time.monotonic_ns()))
         self.dispatch()
 
     # ---- events ---------------------------------------------------------------------
