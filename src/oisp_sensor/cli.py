@@ -186,6 +186,7 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
     capture = KernelCapture(
         options,
         on_batch=lambda b: sensor.submit_batch(b) if sensor else None,
+        on_exec=pipeline.processes.note_exec,
     )
     sensor = Sensor(pipeline, capture, status_path=status_path)
     if args.save_raw:

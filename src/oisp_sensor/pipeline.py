@@ -203,13 +203,14 @@ class Pipeline:
         and still runs this image."""
         live = read_process(record.pid)
         same_image = live.complete and live.cmdline == list(record.args)
+        noted_cwd = self.processes.exec_cwd(record.pid)
         info = ProcessInfo(
             pid=record.pid,
             ppid=record.ppid,
             name=record.comm,
             exe=live.exe if same_image else _resolve_exe(record.filename),
             cmdline=list(record.args),
-            cwd=live.cwd if same_image else "",
+            cwd=live.cwd if same_image else noted_cwd,
             uid=record.uid,
             gid=record.gid,
             start_ticks=live.start_ticks,

@@ -81,9 +81,11 @@ class KernelCapture:
         self,
         options: CaptureOptions,
         on_batch: Callable[[list[bytes]], None],
+        on_exec: Callable[[int], None] | None = None,
     ) -> None:
         self.options = options
         self.on_batch = on_batch
+        self.on_exec = on_exec  # called in the poll thread, before the batch is handed off
         self.bpf = Libbpf()
         self.obj: int | None = None
         self.ringbuf: int | None = None
@@ -275,6 +277,9 @@ class KernelCapture:
     def _hand_off(self) -> None:
         if self._pending_exec:
             pids, self._pending_exec = self._pending_exec, []
+            if self.on_exec:
+                for pid in pids:
+                    self.on_exec(pid)
             if self.options.ssl:
                 now = time.monotonic()
                 for pid in pids:

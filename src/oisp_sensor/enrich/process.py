@@ -138,6 +138,7 @@ class ProcessCache:
         self._entries: OrderedDict[int, ProcessInfo] = OrderedDict()
         self._lock = threading.Lock()
         self._users: dict[int, str] = {}
+        self._exec_cwd: dict[int, str] = {}  # pid -> cwd read right after its exec
 
     def snapshot(self, pid: int) -> ProcessInfo:
         """Read /proc now and store the result (replacing an older image of the pid)."""
@@ -157,6 +158,21 @@ class ProcessCache:
             info.name = comm
         self._store(info)
         return info
+
+    def note_exec(self, pid: int) -> None:
+        """Called by the capture thread as soon as it sees an exec: keep the cwd, which the
+        exec record does not carry, before a short-lived process takes it away (one
+        readlink; the rest comes from the record)."""
+        cwd = _readlink(f"/proc/{pid}/cwd")
+        if cwd:
+            with self._lock:
+                if len(self._exec_cwd) > 4096:
+                    self._exec_cwd.clear()
+                self._exec_cwd[pid] = cwd
+
+    def exec_cwd(self, pid: int) -> str:
+        with self._lock:
+            return self._exec_cwd.pop(pid, "")
 
     def inherit(self, child: int, parent: int) -> None:
         """A fork: until it execs, the child runs its parent's image (no /proc read)."""
