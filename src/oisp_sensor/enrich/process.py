@@ -171,8 +171,10 @@ class ProcessCache:
                 self._exec_cwd[pid] = cwd
 
     def exec_cwd(self, pid: int) -> str:
+        # Not popped: one pid may exec several times in a batch (`ip netns exec` then the
+        # command), and each exec record asks; the table is bounded by note_exec.
         with self._lock:
-            return self._exec_cwd.pop(pid, "")
+            return self._exec_cwd.get(pid, "")
 
     def inherit(self, child: int, parent: int) -> None:
         """A fork: until it execs, the child runs its parent's image (no /proc read)."""
