@@ -38,6 +38,14 @@ struct {
 	__type(value, struct oisp_config);
 } oisp_config SEC(".maps");
 
+/* Processes whose files or plain-HTTP sockets are captured (see the syscall section). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);   /* pid */
+	__type(value, __u32); /* OISP_WATCH_* */
+} oisp_watch SEC(".maps");
+
 /* Per-CPU scratch space: the BPF stack is 512 bytes, a chunk is 16 KiB. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -397,20 +405,35 @@ int BPF_PROG(oisp_process_exec, struct task_struct *p, pid_t old_pid, struct lin
 	return 0;
 }
 
+static __always_inline __u32 watch_bits(__u32 pid)
+{
+	__u32 *bits = bpf_map_lookup_elem(&oisp_watch, &pid);
+	return bits ? *bits : 0;
+}
+
+static __always_inline void forget_watched(__u32 pid);
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(oisp_process_fork, struct task_struct *parent, struct task_struct *child)
 {
 	struct oisp_config *cfg = oisp_cfg();
-	if (!cfg || !cfg->process_events)
+	if (!cfg)
 		return 0;
 	__u32 tgid = BPF_CORE_READ(child, tgid);
 	if (BPF_CORE_READ(child, pid) != tgid)
 		return 0; /* a new thread, not a new process */
+	__u32 ppid = BPF_CORE_READ(parent, tgid);
+	/* The tools an AI process runs are watched like it: file events follow descendants. */
+	__u32 inherited = watch_bits(ppid) & OISP_WATCH_FILES;
+	if (inherited)
+		bpf_map_update_elem(&oisp_watch, &tgid, &inherited, BPF_ANY);
+	if (!cfg->process_events)
+		return 0;
 	struct oisp_ctl_event ev = {
 		.kind = OISP_REC_PROC_FORK,
 		.pid = tgid,
 		.tid = tgid,
-		.ppid = BPF_CORE_READ(parent, tgid),
+		.ppid = ppid,
 		.ts_ns = bpf_ktime_get_ns(),
 	};
 	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
@@ -425,6 +448,7 @@ int BPF_PROG(oisp_process_exit, struct task_struct *p, bool group_dead)
 	if (!group_dead)
 		return 0; /* other threads of the process live on */
 	__u32 tgid = BPF_CORE_READ(p, tgid);
+	forget_watched(tgid);
 	struct oisp_ctl_event ev = {
 		.kind = OISP_REC_PROC_EXIT,
 		.pid = tgid,
@@ -510,6 +534,424 @@ int BPF_PROG(oisp_inet_sock_set_state, const struct sock *sk, const int oldstate
 	}
 	if (bpf_ringbuf_output(&oisp_events, &ev, sizeof(ev), wakeup_flags()) != 0)
 		count(OISP_CNT_EVENTS_LOST, 1);
+	return 0;
+}
+
+/* ---- syscalls: file events of watched processes, plain-HTTP sockets ----------------
+ *
+ * One pair of raw syscall tracepoints serves both. Every syscall on the host passes
+ * through them, so the common path is a switch on the syscall number and, only for the
+ * few calls that matter, one lookup in oisp_watch (pid -> bits). File events are for
+ * watched processes (AI processes and their descendants, filled by user space and fork)
+ * or everyone; sockets only for connect() calls to the ports in oisp_http_ports. */
+
+/* x86_64 syscall numbers. */
+#define NR_read 0
+#define NR_write 1
+#define NR_open 2
+#define NR_close 3
+#define NR_pread64 17
+#define NR_pwrite64 18
+#define NR_readv 19
+#define NR_writev 20
+#define NR_connect 42
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_creat 85
+#define NR_openat 257
+#define NR_preadv 295
+#define NR_pwritev 296
+#define NR_openat2 437
+
+#define OISP_EINPROGRESS 115
+#define OISP_AT_FDCWD -100
+#define OISP_IOV_MAX 8 /* iovecs of one readv/writev/sendmsg/recvmsg copied */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u16);  /* remote TCP port, host byte order */
+	__type(value, __u8);
+} oisp_http_ports SEC(".maps");
+
+struct fd_key {
+	__u32 pid;
+	__s32 fd;
+};
+
+struct file_stats {
+	__u64 open_ts_ns;
+	__u64 bytes_read;
+	__u64 bytes_written;
+	__u32 reads;
+	__u32 writes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct fd_key);
+	__type(value, struct file_stats);
+} oisp_files SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct fd_key);
+	__type(value, __u64); /* connection id: unique per connect(), never an SSL* address */
+} oisp_sockets SEC(".maps");
+
+enum sys_target { SYS_FILE = 1, SYS_SOCKET = 2, SYS_CONNECT = 3, SYS_OPEN = 4 };
+
+/* What sys_enter keeps for sys_exit, per thread. */
+struct sys_call {
+	__u64 nr;
+	__u64 target; /* enum sys_target */
+	__u64 fd;
+	__u64 buf;    /* buffer, iovec array, msghdr, path or sockaddr */
+	__u64 arg;    /* iovec count, open flags */
+	__u64 mode;
+	__u64 conn_id;
+	__u64 ts_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct sys_call);
+} oisp_sys_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct oisp_file_open_event);
+} oisp_open_scratch SEC(".maps");
+
+static __always_inline int files_wanted(struct oisp_config *cfg, __u32 bits)
+{
+	return cfg->file_mode == OISP_FILES_ALL || (cfg->file_mode == OISP_FILES_WATCHED && (bits & OISP_WATCH_FILES));
+}
+
+/* connect(fd, addr, len): only TCP-ish address families to a port of interest. */
+static __always_inline int connect_port_wanted(__u64 addr)
+{
+	__u16 family = 0, port = 0;
+	if (!addr || bpf_probe_read_user(&family, sizeof(family), (const void *)addr) != 0)
+		return 0;
+	if (family != 2 /* AF_INET */ && family != 10 /* AF_INET6 */)
+		return 0;
+	if (bpf_probe_read_user(&port, sizeof(port), (const void *)(addr + 2)) != 0)
+		return 0;
+	port = bpf_ntohs(port);
+	return bpf_map_lookup_elem(&oisp_http_ports, &port) != NULL;
+}
+
+static __always_inline void emit_file_close(__u64 pid_tgid, __s32 fd, struct file_stats *st, __u16 flags)
+{
+	struct oisp_file_close_event ev = {
+		.kind = OISP_REC_FILE_CLOSE,
+		.flags = flags,
+		.pid = pid_tgid >> 32,
+		.tid = (__u32)pid_tgid,
+		.fd = fd,
+		.ts_ns = bpf_ktime_get_ns(),
+		.open_ts_ns = st->open_ts_ns,
+		.bytes_read = st->bytes_read,
+		.bytes_written = st->bytes_written,
+		.reads = st->reads,
+		.writes = st->writes,
+	};
+	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
+	if (bpf_ringbuf_output(&oisp_events, &ev, sizeof(ev), wakeup_flags()) != 0)
+		count(OISP_CNT_FILES_LOST, 1);
+}
+
+static __always_inline void socket_closed(__u64 pid_tgid, struct fd_key *key, __u64 conn_id)
+{
+	bpf_map_delete_elem(&oisp_sockets, key);
+	struct stream_key skey = {.conn_id = conn_id, .pid = key->pid, .direction = OISP_DIR_WRITE};
+	bpf_map_delete_elem(&oisp_stream_offsets, &skey);
+	skey.direction = OISP_DIR_READ;
+	bpf_map_delete_elem(&oisp_stream_offsets, &skey);
+	struct oisp_ctl_event ev = {
+		.kind = OISP_REC_CONN_CLOSE,
+		.pid = key->pid,
+		.tid = (__u32)pid_tgid,
+		.ts_ns = bpf_ktime_get_ns(),
+		.conn_id = conn_id,
+	};
+	emit_ctl(&ev, wakeup_flags());
+}
+
+/* close(fd) is handled at entry: the descriptor is gone whatever close returns. */
+static __always_inline void on_close(__u64 pid_tgid, __s32 fd)
+{
+	struct fd_key key = {.pid = pid_tgid >> 32, .fd = fd};
+	__u64 *conn = bpf_map_lookup_elem(&oisp_sockets, &key);
+	if (conn) {
+		socket_closed(pid_tgid, &key, *conn);
+		return;
+	}
+	struct file_stats *st = bpf_map_lookup_elem(&oisp_files, &key);
+	if (st) {
+		struct file_stats copy = *st;
+		bpf_map_delete_elem(&oisp_files, &key);
+		emit_file_close(pid_tgid, fd, &copy, 0);
+	}
+}
+
+static long drop_socket_of(struct bpf_map *map, struct fd_key *key, __u64 *conn_id, __u32 *pid)
+{
+	if (key->pid == *pid)
+		bpf_map_delete_elem(map, key);
+	return 0;
+}
+
+/* Process exit: its descriptors close without close() calls. Sockets are forgotten here
+ * (user space ends their conversations at the exit record); open files are looked up and
+ * reported by user space, which knows their fds from the open records. */
+static __always_inline void forget_watched(__u32 pid)
+{
+	__u32 bits = watch_bits(pid);
+	if (!bits)
+		return;
+	bpf_map_delete_elem(&oisp_watch, &pid);
+	if (bits & OISP_WATCH_SOCKETS)
+		bpf_for_each_map_elem(&oisp_sockets, drop_socket_of, &pid, 0);
+}
+
+static __always_inline int is_read_nr(__u64 nr)
+{
+	return nr == NR_read || nr == NR_pread64 || nr == NR_readv || nr == NR_preadv || nr == NR_recvfrom ||
+	       nr == NR_recvmsg;
+}
+
+static __always_inline int is_iov_nr(__u64 nr)
+{
+	return nr == NR_readv || nr == NR_writev || nr == NR_preadv || nr == NR_pwritev || nr == NR_sendmsg ||
+	       nr == NR_recvmsg;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(oisp_sys_enter, struct pt_regs *regs, long id)
+{
+	switch (id) {
+	case NR_read: case NR_write: case NR_pread64: case NR_pwrite64: case NR_readv: case NR_writev:
+	case NR_preadv: case NR_pwritev: case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
+	case NR_close: case NR_connect: case NR_open: case NR_openat: case NR_creat: case NR_openat2:
+		break;
+	default:
+		return 0;
+	}
+	struct oisp_config *cfg = oisp_cfg();
+	if (!cfg)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
+	if (cfg->self_pid == pid)
+		return 0;
+	struct sys_call call = {.nr = id, .fd = regs->di, .buf = regs->si, .arg = regs->dx};
+
+	if (id == NR_connect) {
+		if (!cfg->socket_capture || !connect_port_wanted(regs->si))
+			return 0;
+		call.target = SYS_CONNECT;
+	} else if (id == NR_open || id == NR_openat || id == NR_creat || id == NR_openat2) {
+		if (cfg->file_mode == OISP_FILES_OFF)
+			return 0;
+		if (!files_wanted(cfg, watch_bits(pid)))
+			return 0;
+		call.target = SYS_OPEN;
+		if (id == NR_open) { /* open(path, flags, mode) */
+			call.fd = (__u64)(__s64)OISP_AT_FDCWD;
+			call.buf = regs->di;
+			call.arg = regs->si;
+			call.mode = regs->dx;
+		} else if (id == NR_creat) { /* creat(path, mode) = O_CREAT|O_WRONLY|O_TRUNC */
+			call.fd = (__u64)(__s64)OISP_AT_FDCWD;
+			call.buf = regs->di;
+			call.arg = 01 | 0100 | 01000;
+			call.mode = regs->si;
+		} else if (id == NR_openat2) { /* openat2(dirfd, path, struct open_how *how, size) */
+			__u64 how[2] = {};
+			bpf_probe_read_user(how, sizeof(how), (const void *)regs->dx);
+			call.arg = how[0];
+			call.mode = how[1];
+		} else {
+			call.mode = regs->r10;
+		}
+	} else {
+		__u32 bits = watch_bits(pid);
+		if (!bits && cfg->file_mode != OISP_FILES_ALL)
+			return 0;
+		if (id == NR_close) {
+			on_close(pid_tgid, (__s32)regs->di);
+			return 0;
+		}
+		struct fd_key key = {.pid = pid, .fd = (__s32)regs->di};
+		__u64 *conn = (bits & OISP_WATCH_SOCKETS) ? bpf_map_lookup_elem(&oisp_sockets, &key) : NULL;
+		if (conn) {
+			call.target = SYS_SOCKET;
+			call.conn_id = *conn;
+		} else if (bpf_map_lookup_elem(&oisp_files, &key)) {
+			call.target = SYS_FILE;
+		} else {
+			return 0;
+		}
+		if (id == NR_sendmsg || id == NR_recvmsg) { /* struct msghdr: msg_iov at 16, msg_iovlen at 24 */
+			__u64 iov[2] = {};
+			bpf_probe_read_user(iov, sizeof(iov), (const void *)(regs->si + 16));
+			call.buf = iov[0];
+			call.arg = iov[1];
+		}
+	}
+	call.ts_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&oisp_sys_calls, &pid_tgid, &call, BPF_ANY);
+	return 0;
+}
+
+static __always_inline void on_open_done(__u64 pid_tgid, struct sys_call *call, long ret)
+{
+	struct fd_key key = {.pid = pid_tgid >> 32, .fd = (__s32)ret};
+	struct file_stats fresh = {.open_ts_ns = call->ts_ns};
+	struct file_stats *stale = bpf_map_lookup_elem(&oisp_files, &key);
+	if (stale) { /* the fd was closed in a way we did not see (dup2, close_range) */
+		struct file_stats copy = *stale;
+		emit_file_close(pid_tgid, key.fd, &copy, OISP_FLAG_FD_REUSED);
+	}
+	if (bpf_map_update_elem(&oisp_files, &key, &fresh, BPF_ANY) != 0) {
+		count(OISP_CNT_FILES_LOST, 1);
+		return;
+	}
+	__u32 zero = 0;
+	struct oisp_file_open_event *ev = bpf_map_lookup_elem(&oisp_open_scratch, &zero);
+	if (!ev)
+		return;
+	ev->kind = OISP_REC_FILE_OPEN;
+	ev->flags = 0;
+	ev->pid = key.pid;
+	ev->tid = (__u32)pid_tgid;
+	ev->uid = (__u32)bpf_get_current_uid_gid();
+	ev->ts_ns = call->ts_ns;
+	ev->fd = key.fd;
+	ev->dirfd = (__s32)call->fd;
+	ev->open_flags = (__u32)call->arg;
+	ev->mode = (__u32)call->mode;
+	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+	long n = bpf_probe_read_user_str(ev->path, sizeof(ev->path), (const void *)call->buf);
+	if (n < 1)
+		n = 1;
+	if (n == sizeof(ev->path))
+		ev->flags |= OISP_FLAG_TRUNCATED;
+	ev->path_len = n - 1;
+	if (bpf_ringbuf_output(&oisp_events, ev, sizeof(*ev), wakeup_flags()) != 0)
+		count(OISP_CNT_FILES_LOST, 1);
+}
+
+static __always_inline void on_connect_done(__u64 pid_tgid, struct sys_call *call)
+{
+	__u32 pid = pid_tgid >> 32;
+	struct fd_key key = {.pid = pid, .fd = (__s32)call->fd};
+	__u64 *old = bpf_map_lookup_elem(&oisp_sockets, &key);
+	if (old) /* a socket fd closed in a way we did not see: end its conversation first */
+		socket_closed(pid_tgid, &key, *old);
+	/* Top bit set: never equal to an SSL* (a user-space address), unique per connect. */
+	__u64 conn_id = (1ULL << 63) | call->ts_ns;
+	if (bpf_map_update_elem(&oisp_sockets, &key, &conn_id, BPF_ANY) != 0) {
+		count(OISP_CNT_SOCKETS_FULL, 1);
+		return;
+	}
+	__u32 bits = watch_bits(pid) | OISP_WATCH_SOCKETS;
+	bpf_map_update_elem(&oisp_watch, &pid, &bits, BPF_ANY);
+}
+
+struct iov_ctx {
+	__u64 pid_tgid;
+	__u64 conn_id;
+	__u64 iov;
+	__u64 left;
+	__u64 ts_ns;
+	__u32 direction;
+};
+
+static long emit_iov(__u32 index, void *data)
+{
+	struct iov_ctx *c = data;
+	if (!c->left)
+		return 1;
+	__u64 seg[2] = {};
+	if (bpf_probe_read_user(seg, sizeof(seg), (const void *)(c->iov + index * 16)) != 0)
+		return 1;
+	__u64 n = seg[1] < c->left ? seg[1] : c->left;
+	emit_data(c->pid_tgid, c->conn_id, seg[0], n, c->ts_ns, c->direction, OISP_SRC_SOCKET);
+	c->left -= n;
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(oisp_sys_exit, struct pt_regs *regs, long ret)
+{
+	__u64 nr = BPF_CORE_READ(regs, orig_ax);
+	switch (nr) {
+	case NR_read: case NR_write: case NR_pread64: case NR_pwrite64: case NR_readv: case NR_writev:
+	case NR_preadv: case NR_pwritev: case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
+	case NR_connect: case NR_open: case NR_openat: case NR_creat: case NR_openat2:
+		break;
+	default:
+		return 0;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct sys_call *found = bpf_map_lookup_elem(&oisp_sys_calls, &pid_tgid);
+	if (!found)
+		return 0;
+	struct sys_call call = *found;
+	bpf_map_delete_elem(&oisp_sys_calls, &pid_tgid);
+	if (call.nr != nr)
+		return 0;
+
+	if (call.target == SYS_OPEN) {
+		if (ret >= 0)
+			on_open_done(pid_tgid, &call, ret);
+		return 0;
+	}
+	if (call.target == SYS_CONNECT) {
+		if (ret == 0 || ret == -OISP_EINPROGRESS)
+			on_connect_done(pid_tgid, &call);
+		return 0;
+	}
+	if (ret <= 0)
+		return 0;
+	int reading = is_read_nr(nr);
+	if (call.target == SYS_FILE) {
+		struct fd_key key = {.pid = pid_tgid >> 32, .fd = (__s32)call.fd};
+		struct file_stats *st = bpf_map_lookup_elem(&oisp_files, &key);
+		if (!st)
+			return 0;
+		if (reading) {
+			__sync_fetch_and_add(&st->bytes_read, ret);
+			__sync_fetch_and_add(&st->reads, 1);
+		} else {
+			__sync_fetch_and_add(&st->bytes_written, ret);
+			__sync_fetch_and_add(&st->writes, 1);
+		}
+		return 0;
+	}
+	/* A plain-HTTP socket: the bytes moved, like a TLS call's plaintext. Writes are stamped
+	 * when the call started, reads when the data arrived. */
+	__u32 direction = reading ? OISP_DIR_READ : OISP_DIR_WRITE;
+	__u64 ts = reading ? bpf_ktime_get_ns() : call.ts_ns;
+	if (is_iov_nr(nr)) {
+		struct iov_ctx c = {.pid_tgid = pid_tgid, .conn_id = call.conn_id, .iov = call.buf,
+				    .left = ret, .ts_ns = ts, .direction = direction};
+		__u32 cnt = call.arg < OISP_IOV_MAX ? call.arg : OISP_IOV_MAX;
+		bpf_loop(cnt, emit_iov, &c, 0);
+		return 0;
+	}
+	emit_data(pid_tgid, call.conn_id, call.buf, ret, ts, direction, OISP_SRC_SOCKET);
 	return 0;
 }
 
@@ -599,3 +1041,5 @@ int BPF_KRETPROBE(oisp_getaddrinfo_return, int ret)
 		count(OISP_CNT_EVENTS_LOST, 1);
 	return 0;
 }
+
+#include "oisp_go_tls.bpf.h"

@@ -28,6 +28,8 @@ enum oisp_record_kind {
 	OISP_REC_PROC_FORK = 5,	 /* a new process (not a thread) was created */
 	OISP_REC_NET_CONNECT = 6, /* an outgoing TCP connection was established or failed */
 	OISP_REC_DNS = 7,	 /* getaddrinfo() returned (struct oisp_dns_event) */
+	OISP_REC_FILE_OPEN = 8,	 /* a watched process opened a file (struct oisp_file_open_event) */
+	OISP_REC_FILE_CLOSE = 9, /* ... and closed it: bytes read and written (oisp_file_close_event) */
 };
 
 enum oisp_direction {
@@ -40,10 +42,12 @@ enum oisp_data_source {
 	OISP_SRC_OPENSSL = 0,
 	OISP_SRC_SOCKET = 1,
 	OISP_SRC_GNUTLS = 2,
+	OISP_SRC_GO = 3, /* Go's crypto/tls */
 };
 
 /* Record flags. */
 #define OISP_FLAG_TRUNCATED 0x1 /* the call was longer than the kernel copies */
+#define OISP_FLAG_FD_REUSED 0x2 /* file close: the fd was reused without a close we saw */
 
 /* Header of a data record; `len` payload bytes follow it directly in the ring buffer. */
 struct oisp_data_hdr {
@@ -147,6 +151,53 @@ struct oisp_dns_event {
 	char comm[OISP_COMM_LEN];
 };
 
+#define OISP_PATH_MAX 256
+
+/* openat()/open()/creat()/openat2() succeeded in a watched process. */
+struct oisp_file_open_event {
+	__u16 kind;	/* OISP_REC_FILE_OPEN */
+	__u16 flags;	/* OISP_FLAG_TRUNCATED when the path was cut */
+	__u32 pid;
+	__u32 tid;
+	__u32 uid;
+	__u64 ts_ns;
+	__s32 fd;	/* the file descriptor returned */
+	__s32 dirfd;	/* AT_FDCWD (-100) or the directory fd a relative path is relative to */
+	__u32 open_flags; /* O_* flags as passed */
+	__u32 mode;
+	__u32 path_len;	/* bytes of path, without the NUL */
+	__u32 pad;
+	char comm[OISP_COMM_LEN];
+	char path[OISP_PATH_MAX]; /* as the process passed it: maybe relative */
+};
+
+/* close() of a file opened in a watched process: what was read and written through it. */
+struct oisp_file_close_event {
+	__u16 kind;	/* OISP_REC_FILE_CLOSE */
+	__u16 flags;	/* OISP_FLAG_FD_REUSED */
+	__u32 pid;
+	__u32 tid;
+	__s32 fd;
+	__u64 ts_ns;
+	__u64 open_ts_ns;
+	__u64 bytes_read;
+	__u64 bytes_written;
+	__u32 reads;
+	__u32 writes;
+	char comm[OISP_COMM_LEN];
+};
+
+/* File-event scope, in struct oisp_config. */
+enum oisp_file_mode {
+	OISP_FILES_OFF = 0,
+	OISP_FILES_WATCHED = 1, /* processes in oisp_watch with OISP_WATCH_FILES (AI processes + descendants) */
+	OISP_FILES_ALL = 2,
+};
+
+/* Bits of the oisp_watch map (pid -> bits), which user space and fork fill. */
+#define OISP_WATCH_FILES 0x1	/* record this process's files; children inherit it */
+#define OISP_WATCH_SOCKETS 0x2	/* this process has a plain-HTTP socket being captured */
+
 /* Kernel-side counters, one slot each in a per-CPU array (summed by user space). */
 enum oisp_counter {
 	OISP_CNT_DATA_RECORDS = 0,   /* data records written to the ring buffer */
@@ -159,7 +210,9 @@ enum oisp_counter {
 	OISP_CNT_STASH_MISSES = 7,   /* a return probe found no entry stash */
 	OISP_CNT_SELF_SKIPPED = 8,   /* calls of the sensor's own process, ignored */
 	OISP_CNT_EVENTS_LOST = 9,    /* process/network records dropped: ring buffer full */
-	OISP_CNT__MAX = 10,
+	OISP_CNT_FILES_LOST = 10,    /* file records dropped: ring full or the open-file table full */
+	OISP_CNT_SOCKETS_FULL = 11,  /* plain-HTTP sockets not captured: the socket table is full */
+	OISP_CNT__MAX = 12,
 };
 
 /* Configuration that user space writes into the `oisp_config` array after load. */
@@ -168,6 +221,8 @@ struct oisp_config {
 	__u32 wakeup_bytes; /* wake the consumer only once this much data is waiting */
 	__u32 process_events; /* emit exec/fork records (exit and exec are always needed) */
 	__u32 network_events; /* emit connect records */
+	__u32 file_mode;      /* enum oisp_file_mode */
+	__u32 socket_capture; /* capture plain-HTTP sockets to the ports in oisp_http_ports */
 };
 
 #endif /* OISP_RECORDS_H */

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .capture.loader import default_bpf_object
-from .capture.targets import TargetScanner
+from .capture.probe_points import plan_probes
+from .capture.targets import Target, TargetScanner
 
-_FAMILY_NAMES = {"openssl": "OpenSSL", "gnutls": "GnuTLS"}
+_FAMILY_NAMES = {"openssl": "OpenSSL", "gnutls": "GnuTLS", "go": "Go crypto/tls"}
 
 
 @dataclass
@@ -97,26 +98,45 @@ def run_checks() -> list[CheckResult]:
     targets = scanner.system_libraries() + scanner.runtimes_on_path()
     if ok:
         targets += scanner.all_processes(skip_pids=[os.getpid()])
+    probeable: dict[str, int] = {}
     for target in targets:
-        results.append(
-            CheckResult(
-                f"tls:{target.kind}",
-                True,
-                f"{_FAMILY_NAMES.get(target.family, target.family)} in {target.path} "
-                f"({', '.join(target.functions)}; found by {target.found_by})",
-                required=False,
-            )
-        )
+        planned, detail = _describe_target(target)
+        if planned:
+            name = _FAMILY_NAMES.get(target.family, target.family)
+            probeable[name] = probeable.get(name, 0) + 1
+        results.append(CheckResult(f"tls:{target.kind}", planned, detail, required=False))
+    count = sum(probeable.values())
+    unprobeable = len(targets) - count
     results.append(
         CheckResult(
             "tls-targets",
-            bool(targets),
-            f"{len(targets)} TLS librar{'y' if len(targets) == 1 else 'ies'} to probe"
-            if targets
-            else "no OpenSSL or GnuTLS found: TLS traffic cannot be captured",
+            count > 0,
+            (
+                f"{count} TLS target{'' if count == 1 else 's'} to probe ("
+                + ", ".join(f"{name}: {n}" for name, n in probeable.items())
+                + ")"
+                if count
+                else "no probeable OpenSSL, GnuTLS or Go crypto/tls found: TLS traffic cannot be captured"
+            )
+            + (f"; {unprobeable} found but not probeable" if unprobeable else ""),
         )
     )
     return results
+
+
+def _describe_target(target: Target) -> tuple[bool, str]:
+    """One line per TLS stack found: what would be probed, or why it cannot be."""
+    name = _FAMILY_NAMES.get(target.family, target.family)
+    what = f"{name} {target.version}".rstrip() + f" in {target.path}"
+    try:
+        points = plan_probes(target.path, target.functions, target.family)
+    except (OSError, ValueError) as exc:
+        return False, f"{what}: found, NOT probeable: {exc} (found by {target.found_by})"
+    if not points:
+        return False, f"{what}: found, NOT probeable: no probe point (found by {target.found_by})"
+    # Go's names are long ("crypto/tls.(*Conn).Read"): the method name says enough.
+    functions = ", ".join(f.rsplit(".", 1)[-1] if target.family == "go" else f for f in target.functions)
+    return True, f"{what} ({functions}; {len(points)} probes; found by {target.found_by})"
 
 
 def format_results(results: list[CheckResult]) -> tuple[str, bool]:

@@ -55,7 +55,16 @@ def _add_record_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-ssl", action="store_true", help="no TLS capture (no uprobes on OpenSSL)")
     p.add_argument("--no-process", action="store_true", help="no process.exec/fork/exit events")
-    p.add_argument("--no-network", action="store_true", help="no network.connect events")
+    p.add_argument("--no-network", action="store_true", help="no network.connect/dns events")
+    p.add_argument("--no-file", action="store_true", help="no file.open/read/write/close events")
+    p.add_argument(
+        "--no-plain-http", action="store_true", help="no capture of plain-HTTP sockets (local model servers)"
+    )
+    p.add_argument(
+        "--all-files",
+        action="store_true",
+        help="file events of every process (default: AI processes and what they run)",
+    )
     p.add_argument("--status-file", metavar="PATH", help="where to publish live counters (for `status`)")
     p.add_argument(
         "--save-raw", metavar="PATH", help="also save the raw kernel records (replay with decode-raw)"
@@ -116,9 +125,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for key, values in (("pids", args.pid), ("comm", args.comm), ("uids", args.uid)):
         if values:
             capture[key] = values
-    for flag in ("ssl", "process", "network"):
+    for flag in ("ssl", "process", "network", "file", "plain_http"):
         if getattr(args, f"no_{flag}", False):
             capture[flag] = False
+    if getattr(args, "all_files", False):
+        capture["file_scope"] = "all"
     if capture:
         over["capture"] = capture
     return over
@@ -151,6 +162,7 @@ class _ConsoleView:
 
 def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: bool) -> Any:
     """Build and start capture + pipeline + exporters. Exits with a message on failure."""
+    from .capture.layout import FileMode
     from .capture.loader import CaptureError, CaptureOptions, KernelCapture
     from .export.base import ExporterError
     from .export.jsonl import JsonlExporter
@@ -180,6 +192,9 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
         ssl=cap.ssl,
         process_events=cap.process,
         network_events=cap.network,
+        file_mode=FileMode.OFF if not cap.file else FileMode.ALL if cap.file_scope == "all" else FileMode.WATCHED,
+        socket_capture=cap.plain_http,
+        http_ports=tuple(cap.http_ports),
     )
     status_path = args.status_file or os.path.join(STATUS_DIR, f"{os.getpid()}.json")
     sensor: Sensor | None = None
@@ -189,6 +204,7 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
         on_exec=pipeline.processes.note_exec,
     )
     sensor = Sensor(pipeline, capture, status_path=status_path)
+    pipeline.on_ai_process = capture.watch  # its files, and its children's, from now on
     if args.save_raw:
         pipeline.raw_writer = _open_raw_writer(args.save_raw, pipeline)
     try:
@@ -299,7 +315,8 @@ def cmd_decode_raw(args: argparse.Namespace) -> int:
     from .schema.envelope import Clock
 
     args.ssl_path, args.server_side, args.append = [], False, None
-    args.no_ssl = args.no_process = args.no_network = False
+    args.no_ssl = args.no_process = args.no_network = args.no_file = args.no_plain_http = False
+    args.all_files = False
     args.pid, args.comm, args.uid = [], [], []
     config = _load(args)
     try:

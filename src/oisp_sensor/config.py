@@ -27,6 +27,9 @@ from pydantic import (
     model_validator,
 )
 
+from .capture.loader import DEFAULT_HTTP_PORTS
+from .decode.file_events import DEFAULT_EXCLUDE as DEFAULT_FILE_EXCLUDE
+
 ENV_PREFIX = "OISP_"
 CONFIG_ENV = "OISP_CONFIG"
 
@@ -72,6 +75,21 @@ class CaptureConfig(Section):
     comm: list[str] = Field(default_factory=list)
     uids: list[int] = Field(default_factory=list)
     exclude_comm: list[str] = Field(default_factory=list)
+    # File events: "ai" = processes that made AI calls and the processes they start
+    # afterwards (an agent and its tools); "all" = every process (much more output).
+    file_scope: Literal["ai", "all"] = "ai"
+    # Path globs (fnmatch: * also matches /). Empty include = every path.
+    file_include: list[str] = Field(default_factory=list)
+    file_exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_FILE_EXCLUDE))
+    # Plain-HTTP capture from socket reads and writes, for connections to these ports
+    # (local model servers: Ollama 11434, LM Studio 1234, vLLM 8000, llama.cpp 8080, ...).
+    plain_http: bool = True
+    http_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        default_factory=lambda: list(DEFAULT_HTTP_PORTS), max_length=64
+    )
+    # process.exec carries the environment (redacted like everything else): opt-in,
+    # environments are full of credentials.
+    process_env: bool = False
 
 
 class JsonlExport(Section):
@@ -87,27 +105,59 @@ class JsonlExport(Section):
     redaction: Literal["safe", "full", "minimal"] | None = None
 
 
+_Mode = Literal["safe", "full", "minimal"]
+
+
 class WebSocketExport(Section):
+    """[export.websocket]: the live stream (ws://HOST:PORT/ws/events and /ws) on the web port.
+
+    The same server carries /metrics ([export.metrics]) and, later, the dashboard."""
+
     enabled: bool = False
-    port: int = Field(default=7777, ge=1, le=65535)
+    port: int = Field(default=7777, ge=0, le=65535)
+    # Loopback unless configured: the stream carries what AI agents send and receive.
     host: str = "127.0.0.1"
+    # Required when `host` is not a loopback address; clients send it as ?token=... or
+    # "Authorization: Bearer ...".
     token: str = ""
+    # Browser pages allowed to connect besides loopback origins (e.g. "https://ops.example.com").
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Messages held for one client before it is too slow and is disconnected.
+    client_buffer: int = Field(default=1000, ge=1)
+    max_clients: int = Field(default=64, ge=1)
+    queue_size: int = Field(default=100_000, ge=1)
     # Redaction mode for this destination only (default: [redaction] mode).
-    redaction: Literal["safe", "full", "minimal"] | None = None
+    redaction: _Mode | None = None
+
+
+class MetricsExport(Section):
+    """[export.metrics]: Prometheus metrics at /metrics on the web port ([export.websocket]
+    host, port and token)."""
+
+    enabled: bool = False
+    path: str = Field(default="/metrics", pattern=r"^/[A-Za-z0-9/_.-]*$")
+    # Distinct provider/model/app label sets kept; more are counted under model="other".
+    max_series: int = Field(default=2000, ge=10)
+    queue_size: int = Field(default=100_000, ge=1)
 
 
 class OtlpExport(Section):
     enabled: bool = False
+    # Keys left unset fall back to the standard OTEL_* environment variables
+    # (OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, _HEADERS, _COMPRESSION, _CERTIFICATE,
+    # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES), then to these defaults.
     endpoint: str = "http://localhost:4317"
-    protocol: Literal["grpc", "http"] = "grpc"
+    protocol: Literal["grpc", "http", "http/protobuf"] = "grpc"
     service_name: str = "oisp-sensor"
     batch_size: int = Field(default=100, ge=1)
     flush_interval_ms: int = Field(default=5000, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
     tls_cert_path: str = ""
     compression: Literal["none", "gzip"] = "none"
+    timeout_ms: int = Field(default=10000, ge=1)
+    queue_size: int = Field(default=100_000, ge=1)
     # Redaction mode for this destination only (default: [redaction] mode).
-    redaction: Literal["safe", "full", "minimal"] | None = None
+    redaction: _Mode | None = None
 
 
 class KafkaExport(Section):
@@ -115,15 +165,28 @@ class KafkaExport(Section):
     brokers: list[str] = Field(default_factory=lambda: ["localhost:9092"])
     topic: str = "oisp-events"
     batch_size: int = Field(default=100, ge=1)
-    flush_interval_ms: int = Field(default=1000, ge=1)
+    flush_interval_ms: int = Field(default=1000, ge=0)
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     acks: Literal["0", "1", "all", "-1"] = "all"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str = ""
+    sasl_mechanism: Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] = ""
     sasl_username: str = ""
     sasl_password: str = ""
+    # TLS (security_protocol SSL / SASL_SSL): CA bundle, and a client certificate for mTLS.
+    tls_ca_path: str = ""
+    tls_cert_path: str = ""
+    tls_key_path: str = ""
+    # Message key, which keeps related events in one partition and so in order:
+    # conversation (an AI conversation, else the AI call, else the process), process, host, none.
+    key: Literal["conversation", "process", "host", "none"] = "conversation"
+    # How long the client keeps retrying a message before it is counted as dropped.
+    delivery_timeout_ms: int = Field(default=120_000, ge=1000)
+    client_id: str = "oisp-sensor"
+    # Further librdkafka properties, passed as given (e.g. "socket.keepalive.enable").
+    options: dict[str, str] = Field(default_factory=dict)
+    queue_size: int = Field(default=100_000, ge=1)
     # Redaction mode for this destination only (default: [redaction] mode).
-    redaction: Literal["safe", "full", "minimal"] | None = None
+    redaction: _Mode | None = None
 
     @field_validator("brokers", mode="before")
     @classmethod
@@ -138,23 +201,59 @@ class KafkaExport(Section):
     def _acks_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
 
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+        return value
+
 
 class WebhookExport(Section):
     enabled: bool = False
-    url: str = ""
-    method: Literal["POST", "PUT"] = "POST"
+    url: str = Field(default="", pattern=r"^(|https?://\S+)$")
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    # batch = true: {"events": [...], "sensor_id": ..., "batch_id": ...} per request;
+    # false: one request per event, the event itself as the body.
+    batch: bool = True
     batch_size: int = Field(default=10, ge=1)
-    flush_interval_ms: int = Field(default=5000, ge=1)
+    flush_interval_ms: int = Field(default=5000, ge=0)
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_ms: int = Field(default=30000, ge=1)
     retry_count: int = Field(default=3, ge=0)
+    # Exponential backoff between attempts: this, doubled each time, at most retry_max_backoff_ms.
+    retry_backoff_ms: int = Field(default=500, ge=0)
+    retry_max_backoff_ms: int = Field(default=30000, ge=0)
+    # Authentication: at most one of bearer_token, basic_username/password, api_key.
+    bearer_token: str = ""
+    basic_username: str = ""
+    basic_password: str = ""
+    api_key: str = ""
+    api_key_header: str = "X-API-Key"
+    # HMAC-SHA256 of "<timestamp>.<body>" with this secret, sent as
+    # X-OISP-Signature: sha256=<hex> beside X-OISP-Timestamp (see README).
+    hmac_secret: str = ""
+    sensor_id: str = ""  # default: the host name
+    tls_ca_path: str = ""
+    tls_verify: bool = True
+    queue_size: int = Field(default=100_000, ge=1)
     # Redaction mode for this destination only (default: [redaction] mode).
-    redaction: Literal["safe", "full", "minimal"] | None = None
+    redaction: _Mode | None = None
+
+    @model_validator(mode="after")
+    def _usable(self) -> WebhookExport:
+        if self.enabled and not self.url:
+            raise ValueError("url is required when the webhook exporter is enabled")
+        auths = [bool(self.bearer_token), bool(self.basic_username), bool(self.api_key)]
+        if sum(auths) > 1:
+            raise ValueError("give only one of bearer_token, basic_username, api_key")
+        return self
 
 
 class ExportConfig(Section):
     jsonl: JsonlExport = Field(default_factory=JsonlExport)
     websocket: WebSocketExport = Field(default_factory=WebSocketExport)
+    metrics: MetricsExport = Field(default_factory=MetricsExport)
     otlp: OtlpExport = Field(default_factory=OtlpExport)
     kafka: KafkaExport = Field(default_factory=KafkaExport)
     webhook: WebhookExport = Field(default_factory=WebhookExport)
@@ -306,7 +405,7 @@ class SensorConfig(Section):
 
 
 # Exporters whose implementation is not in this version: accepted, reported when enabled.
-NOT_YET_AVAILABLE = ("websocket", "otlp", "kafka", "webhook")
+NOT_YET_AVAILABLE: tuple[str, ...] = ()
 
 
 def _format_error(exc: ValidationError, origin: str) -> str:

@@ -27,6 +27,8 @@ from .capture.records import (
     DataRecord,
     DnsRecord,
     ExecRecord,
+    FileCloseRecord,
+    FileOpenRecord,
     ForkRecord,
     NetConnectRecord,
     ProcessExitRecord,
@@ -34,6 +36,7 @@ from .capture.records import (
 from .config import SensorConfig
 from .decode.ai_events import AiEventBuilder
 from .decode.connection import ConnectionTracker
+from .decode.file_events import FileEventBuilder
 from .decode.messages import DecodeOutput
 from .decode.pricing import Pricing
 from .decode.providers.registry import ProviderRegistry
@@ -46,7 +49,7 @@ from .enrich.web import CallContexts, WebApps
 from .export.base import Exporter
 from .redact import Redactor, exporter_modes
 from .schema.envelope import Clock, envelope
-from .schema.events import SensorEvent
+from .schema.events import AI_REQUEST, SensorEvent
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,16 @@ class Pipeline:
         self.system = SystemEventBuilder(
             self.clock.new_event_id, process=config.capture.process, network=config.capture.network
         )
+        cap = config.capture
+        self.files = FileEventBuilder(
+            self.clock.new_event_id,
+            cwd_of=lambda pid: self.processes.get(pid).cwd,
+            include=cap.file_include,
+            exclude=cap.file_exclude,
+        )
+        # Called with the pid of every process seen making an AI call (capture then
+        # records its files and its children's).
+        self.on_ai_process: Callable[[int], None] | None = None
         self.redactor = Redactor.from_config(config.redaction, providers=registry)
         # One redacted copy per distinct mode among the exporters (per-exporter overrides).
         modes = exporter_modes(config)
@@ -110,7 +123,6 @@ class Pipeline:
         self._modes = sorted(set(self._exporter_mode.values())) or [config.redaction.mode]
         # The live view shows what the strictest exporter gets, never more.
         self._view_mode = next(m for m in ("minimal", "safe", "full") if m in self._modes)
-        cap = config.capture
         self.filter = ProcessFilter(cap.pids, cap.comm, cap.uids, cap.exclude_comm)
         self.idle_ns = int(config.capture.idle_timeout_s * 1e9)
         self.counts: dict[str, int] = {"records": 0, "malformed_records": 0, "events": 0, "errors": 0}
@@ -178,6 +190,12 @@ class Pipeline:
             self._emit_all(self.system.connect(record))
         elif isinstance(record, DnsRecord):
             self._emit_all(self.system.dns(record))
+        elif isinstance(record, FileOpenRecord):
+            if self.config.capture.file:
+                self._emit_all(self.files.open(record))
+        elif isinstance(record, FileCloseRecord):
+            if self.config.capture.file:
+                self._emit_all(self.files.close(record))
         else:
             self._decode(record)
 
@@ -267,6 +285,8 @@ class Pipeline:
             app=app,
             web=web,
         )
+        if event.event_type == AI_REQUEST and self.on_ai_process is not None:
+            self.on_ai_process(event.pid)
         self.counts["events"] += 1
         self.events_by_type[event.event_type] = self.events_by_type.get(event.event_type, 0) + 1
         view = None
@@ -285,6 +305,7 @@ class Pipeline:
             "decode": self.tracker.counters.as_dict(),
             "ai": asdict(self.builder.counters),
             "system": asdict(self.system.counters),
+            "file": asdict(self.files.counters),
             "filtered_records": self.filter.dropped,
             "redaction": {"modes": dict(self._exporter_mode), **self.redactor.stats()},
             "exporters": {e.name: e.stats().as_dict() for e in self.exporters},

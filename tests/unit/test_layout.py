@@ -48,6 +48,13 @@ def _c_layout(tmp_path: Path) -> dict[str, int]:
         "OISP_FILENAME_MAX",
         "OISP_REC_PROC_FORK",
         "OISP_REC_NET_CONNECT",
+        "OISP_REC_FILE_OPEN",
+        "OISP_REC_FILE_CLOSE",
+        "OISP_PATH_MAX",
+        "OISP_FLAG_FD_REUSED",
+        "OISP_WATCH_FILES",
+        "OISP_WATCH_SOCKETS",
+        "OISP_FILES_ALL",
     ):
         lines.append(f'printf("{name} %d\\n", (int){name});')
     lines += ["return 0; }"]
@@ -79,6 +86,13 @@ def test_ctypes_mirror_matches_header(tmp_path: Path) -> None:
     assert c["OISP_REC_NET_CONNECT"] == layout.RecordKind.NET_CONNECT
     assert c["OISP_ARGS_MAX"] == layout.ARGS_MAX
     assert c["OISP_FILENAME_MAX"] == layout.FILENAME_MAX
+    assert c["OISP_REC_FILE_OPEN"] == layout.RecordKind.FILE_OPEN
+    assert c["OISP_REC_FILE_CLOSE"] == layout.RecordKind.FILE_CLOSE
+    assert c["OISP_PATH_MAX"] == layout.PATH_MAX
+    assert c["OISP_FLAG_FD_REUSED"] == layout.FLAG_FD_REUSED
+    assert c["OISP_WATCH_FILES"] == layout.WATCH_FILES
+    assert c["OISP_WATCH_SOCKETS"] == layout.WATCH_SOCKETS
+    assert c["OISP_FILES_ALL"] == layout.FileMode.ALL
 
 
 def test_struct_parsers_match_ctypes() -> None:

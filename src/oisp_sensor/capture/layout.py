@@ -17,6 +17,10 @@ ARGS_MAX = 4096
 FILENAME_MAX = 256
 DNS_NAME_MAX = 128
 DNS_ADDRS_MAX = 8
+PATH_MAX = 256
+FLAG_FD_REUSED = 0x2
+WATCH_FILES = 0x1
+WATCH_SOCKETS = 0x2
 
 
 class RecordKind(enum.IntEnum):
@@ -27,6 +31,8 @@ class RecordKind(enum.IntEnum):
     PROC_FORK = 5
     NET_CONNECT = 6
     DNS = 7
+    FILE_OPEN = 8
+    FILE_CLOSE = 9
 
 
 class Counter(enum.IntEnum):
@@ -42,9 +48,19 @@ class Counter(enum.IntEnum):
     STASH_MISSES = 7
     SELF_SKIPPED = 8
     EVENTS_LOST = 9
+    FILES_LOST = 10
+    SOCKETS_FULL = 11
 
 
-COUNTER_SLOTS = 10
+COUNTER_SLOTS = 12
+
+
+class FileMode(enum.IntEnum):
+    """enum oisp_file_mode: which processes' files are recorded."""
+
+    OFF = 0
+    WATCHED = 1
+    ALL = 2
 
 
 class DataHdr(ctypes.Structure):
@@ -135,12 +151,50 @@ class DnsEvent(ctypes.Structure):
     ]
 
 
+class FileOpenEvent(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("ts_ns", ctypes.c_uint64),
+        ("fd", ctypes.c_int32),
+        ("dirfd", ctypes.c_int32),
+        ("open_flags", ctypes.c_uint32),
+        ("mode", ctypes.c_uint32),
+        ("path_len", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("comm", ctypes.c_char * COMM_LEN),
+        ("path", ctypes.c_char * PATH_MAX),
+    ]
+
+
+class FileCloseEvent(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("fd", ctypes.c_int32),
+        ("ts_ns", ctypes.c_uint64),
+        ("open_ts_ns", ctypes.c_uint64),
+        ("bytes_read", ctypes.c_uint64),
+        ("bytes_written", ctypes.c_uint64),
+        ("reads", ctypes.c_uint32),
+        ("writes", ctypes.c_uint32),
+        ("comm", ctypes.c_char * COMM_LEN),
+    ]
+
+
 class Config(ctypes.Structure):
     _fields_ = [
         ("self_pid", ctypes.c_uint32),
         ("wakeup_bytes", ctypes.c_uint32),
         ("process_events", ctypes.c_uint32),
         ("network_events", ctypes.c_uint32),
+        ("file_mode", ctypes.c_uint32),
+        ("socket_capture", ctypes.c_uint32),
     ]
 
 
@@ -149,6 +203,8 @@ CTL_EVENT_SIZE = ctypes.sizeof(CtlEvent)
 EXEC_HDR_SIZE = ctypes.sizeof(ExecHdr)
 NET_EVENT_SIZE = ctypes.sizeof(NetEvent)
 DNS_EVENT_SIZE = ctypes.sizeof(DnsEvent)
+FILE_OPEN_SIZE = ctypes.sizeof(FileOpenEvent)
+FILE_CLOSE_SIZE = ctypes.sizeof(FileCloseEvent)
 
 # Structs checked against the C header by the layout test: (C name, ctypes class).
 MIRRORED = [
@@ -157,5 +213,7 @@ MIRRORED = [
     ("oisp_exec_hdr", ExecHdr),
     ("oisp_net_event", NetEvent),
     ("oisp_dns_event", DnsEvent),
+    ("oisp_file_open_event", FileOpenEvent),
+    ("oisp_file_close_event", FileCloseEvent),
     ("oisp_config", Config),
 ]

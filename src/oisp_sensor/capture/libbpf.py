@@ -75,6 +75,7 @@ class Libbpf:
             "ring_buffer__free": (None, [c_void_p]),
             "bpf_map_lookup_elem": (ctypes.c_int, [ctypes.c_int, c_void_p, c_void_p]),
             "bpf_map_update_elem": (ctypes.c_int, [ctypes.c_int, c_void_p, c_void_p, ctypes.c_uint64]),
+            "bpf_map_lookup_and_delete_elem": (ctypes.c_int, [ctypes.c_int, c_void_p, c_void_p]),
         }
         for name, (restype, argtypes) in sigs.items():
             fn = getattr(self.lib, name)

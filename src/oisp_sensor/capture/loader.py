@@ -17,9 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .layout import COUNTER_SLOTS, Config, Counter, RecordKind
+from .layout import (
+    COUNTER_SLOTS,
+    WATCH_FILES,
+    Config,
+    Counter,
+    CtlEvent,
+    FileCloseEvent,
+    FileMode,
+    FileOpenEvent,
+    RecordKind,
+)
 from .libbpf import SAMPLE_FN, Libbpf, LibbpfError, UprobeOpts
-from .parse import record_kind, record_pid
+from .parse import file_close_bytes, record_kind, record_pid
 from .probe_points import ProbePoint, plan_probes, plan_resolver_probes
 from .targets import Target, TargetScanner, system_libc_paths
 
@@ -29,6 +39,35 @@ log = logging.getLogger(__name__)
 TRACEPOINT_PROGRAMS = ("oisp_process_exec", "oisp_process_exit")
 FORK_PROGRAM = "oisp_process_fork"
 CONNECT_PROGRAM = "oisp_inet_sock_set_state"
+# File events and plain-HTTP sockets: every syscall passes through these two.
+SYSCALL_PROGRAMS = ("oisp_sys_enter", "oisp_sys_exit")
+# Plain-HTTP ports of local model servers and gateways: Ollama, LM Studio, vLLM and
+# OpenAI-compatible servers (8000), llama.cpp server (8080), LiteLLM (4000), LocalAI,
+# text-generation-webui (5000), KoboldCpp (5001), Jan (1337), GPT4All (4891).
+DEFAULT_HTTP_PORTS = (11434, 1234, 8000, 8080, 4000, 5000, 5001, 1337, 4891)
+
+
+class _FileStats(ctypes.Structure):
+    """struct file_stats of the kernel's open-file table (internal to oisp.bpf.c)."""
+
+    _fields_ = [
+        ("open_ts_ns", ctypes.c_uint64),
+        ("bytes_read", ctypes.c_uint64),
+        ("bytes_written", ctypes.c_uint64),
+        ("reads", ctypes.c_uint32),
+        ("writes", ctypes.c_uint32),
+    ]
+
+
+# Field offsets read straight from raw records (no full parse in the poll thread).
+_OPEN_FD = FileOpenEvent.fd.offset
+_CLOSE_FD = FileCloseEvent.fd.offset
+_CTL_TS = CtlEvent.ts_ns.offset
+_CTL_COMM = CtlEvent.comm.offset
+
+
+class _FdKey(ctypes.Structure):
+    _fields_ = [("pid", ctypes.c_uint32), ("fd", ctypes.c_int32)]
 
 
 class CaptureError(RuntimeError):
@@ -72,6 +111,9 @@ class CaptureOptions:
     ssl: bool = True
     process_events: bool = True  # fork records (exec and exit are always captured)
     network_events: bool = True  # TCP connect records
+    file_mode: FileMode = FileMode.WATCHED  # whose file opens and closes are recorded
+    socket_capture: bool = True  # plain-HTTP traffic to http_ports
+    http_ports: tuple[int, ...] = DEFAULT_HTTP_PORTS
 
 
 class KernelCapture:
@@ -106,6 +148,10 @@ class KernelCapture:
         self._last_rescan = 0.0
         self._last_young_rescan = 0.0
         self._young: dict[int, float] = {}  # pid -> monotonic time of its exec
+        self.watch_fd = -1
+        self.files_fd = -1
+        self._open_files: dict[int, dict[int, str]] = {}  # pid -> fd -> comm, from open records
+        self._watched: set[int] = set()
 
     # ---- start-up ------------------------------------------------------------------
 
@@ -129,11 +175,17 @@ class KernelCapture:
             raise CaptureError(f"cannot load the BPF programs into the kernel: {os.strerror(code)}{hint}")
         self.counters_fd = self.bpf.lib.bpf_map__fd(self._map("oisp_counters"))
         self._write_config()
+        self.watch_fd = self.bpf.lib.bpf_map__fd(self._map("oisp_watch"))
+        self.files_fd = self.bpf.lib.bpf_map__fd(self._map("oisp_files"))
+        self._write_http_ports()
         programs = list(TRACEPOINT_PROGRAMS)
-        if self.options.process_events:
+        # Fork records also carry the watch on files from an AI process to its children.
+        if self.options.process_events or self.options.file_mode == FileMode.WATCHED:
             programs.append(FORK_PROGRAM)
         if self.options.network_events:
             programs.append(CONNECT_PROGRAM)
+        if self.options.file_mode != FileMode.OFF or self.options.socket_capture:
+            programs.extend(SYSCALL_PROGRAMS)
         for name in programs:
             link = self.bpf.lib.bpf_program__attach(self._program(name))
             if not link:
@@ -171,11 +223,36 @@ class KernelCapture:
             wakeup_bytes=self.options.wakeup_bytes,
             process_events=int(self.options.process_events),
             network_events=int(self.options.network_events),
+            file_mode=int(self.options.file_mode),
+            socket_capture=int(self.options.socket_capture),
         )
         key = ctypes.c_uint32(0)
         fd = self.bpf.lib.bpf_map__fd(self._map("oisp_config"))
         if self.bpf.lib.bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(cfg), 0) != 0:
             raise CaptureError(f"cannot configure the BPF programs: {os.strerror(ctypes.get_errno())}")
+
+    def _write_http_ports(self) -> None:
+        fd = self.bpf.lib.bpf_map__fd(self._map("oisp_http_ports"))
+        one = ctypes.c_uint8(1)
+        for port in self.options.http_ports[:64]:
+            key = ctypes.c_uint16(port)
+            if self.bpf.lib.bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(one), 0) != 0:
+                raise CaptureError(
+                    f"cannot configure plain-HTTP port {port}: {os.strerror(ctypes.get_errno())}"
+                )
+
+    def watch(self, pid: int) -> None:
+        """Record the files of `pid` and of the processes it starts from now on (an AI
+        process and the tools it runs). Safe to call from any thread, any number of times."""
+        if self.watch_fd < 0 or pid in self._watched or self.options.file_mode != FileMode.WATCHED:
+            return
+        self._watched.add(pid)
+        key = ctypes.c_uint32(pid)
+        bits = ctypes.c_uint32(0)
+        self.bpf.lib.bpf_map_lookup_elem(self.watch_fd, ctypes.byref(key), ctypes.byref(bits))
+        bits.value |= WATCH_FILES
+        if self.bpf.lib.bpf_map_update_elem(self.watch_fd, ctypes.byref(key), ctypes.byref(bits), 0) != 0:
+            log.warning("cannot watch the files of pid %d: %s", pid, os.strerror(ctypes.get_errno()))
 
     def _attach_initial_targets(self) -> None:
         targets = self.scanner.system_libraries() + self.scanner.runtimes_on_path()
@@ -212,6 +289,8 @@ class KernelCapture:
             result = AttachedTarget(target)
             try:
                 points = plan_probes(target.path, target.functions, target.family)
+                if target.family == "go" and any(p.return_program for p in points):
+                    raise ValueError("refusing a uretprobe on Go code (it crashes Go programs)")
                 for point in points:
                     result.links.append(self._attach_uprobe(point.entry_program, target.path, point, False))
                     if point.return_program:
@@ -287,8 +366,50 @@ class KernelCapture:
                 self.rescan(pids)
         if self._batch:
             batch, self._batch = self._batch, []
+            if self.files_fd >= 0 and self.options.file_mode != FileMode.OFF:
+                batch = self._close_files_at_exit(batch)
             self.user_records += len(batch)
             self.on_batch(batch)
+
+    def _close_files_at_exit(self, batch: list[bytes]) -> list[bytes]:
+        """A process's descriptors close without close() calls when it exits: report the
+        files it still had open (from the kernel's table) just before its exit record."""
+        out: list[bytes] | None = None
+        for i, buf in enumerate(batch):
+            kind = record_kind(buf)
+            if kind == RecordKind.FILE_OPEN:
+                fd = int.from_bytes(buf[_OPEN_FD : _OPEN_FD + 4], "little", signed=True)
+                self._open_files.setdefault(record_pid(buf), {})[fd] = ""
+            elif kind == RecordKind.FILE_CLOSE:
+                fds = self._open_files.get(record_pid(buf))
+                if fds is not None:
+                    fds.pop(int.from_bytes(buf[_CLOSE_FD : _CLOSE_FD + 4], "little", signed=True), None)
+            elif kind == RecordKind.PROC_EXIT:
+                pid = record_pid(buf)
+                self._watched.discard(pid)
+                fds = self._open_files.pop(pid, None)
+                if fds:
+                    if out is None:
+                        out = batch[:i]
+                    out.extend(self._take_open_files(pid, list(fds), buf))
+            if out is not None:
+                out.append(buf)
+        return batch if out is None else out
+
+    def _take_open_files(self, pid: int, fds: list[int], exit_record: bytes) -> list[bytes]:
+        ts_ns = int.from_bytes(exit_record[_CTL_TS : _CTL_TS + 8], "little")
+        comm = exit_record[_CTL_COMM : _CTL_COMM + 16].split(b"\0", 1)[0].decode("utf-8", "replace")
+        records = []
+        for fd in fds:
+            key = _FdKey(pid, fd)
+            stats = _FileStats()
+            if self.bpf.lib.bpf_map_lookup_and_delete_elem(
+                self.files_fd, ctypes.byref(key), ctypes.byref(stats)
+            ):
+                continue  # closed in a record still in the ring, or never stored
+            values = (stats.open_ts_ns, stats.bytes_read, stats.bytes_written, stats.reads, stats.writes)
+            records.append(file_close_bytes(pid, fd, ts_ns, values, comm))
+        return records
 
     def _maybe_rescan(self) -> None:
         if not self.options.ssl:

@@ -15,7 +15,11 @@ from .layout import (
     DNS_ADDRS_MAX,
     DNS_EVENT_SIZE,
     EXEC_HDR_SIZE,
+    FILE_CLOSE_SIZE,
+    FILE_OPEN_SIZE,
+    FLAG_FD_REUSED,
     NET_EVENT_SIZE,
+    PATH_MAX,
     RecordKind,
 )
 from .records import (
@@ -24,6 +28,8 @@ from .records import (
     Direction,
     DnsRecord,
     ExecRecord,
+    FileCloseRecord,
+    FileOpenRecord,
     ForkRecord,
     NetConnectRecord,
     ProcessExitRecord,
@@ -37,6 +43,11 @@ CTL_EVENT = struct.Struct("<HHIIIQQiIQ16s")
 EXEC_HDR = struct.Struct("<HHIIIIIQII16s")
 NET_EVENT = struct.Struct("<HHIIIQQHHHBB16s16s16s")
 DNS_EVENT = struct.Struct(f"<HHIIiQQI{DNS_ADDRS_MAX}H{DNS_ADDRS_MAX * 16}s128s16s4x")  # 4x: tail padding
+FILE_OPEN = struct.Struct(f"<HHIIIQiiIIII16s{PATH_MAX}s")
+FILE_CLOSE = struct.Struct("<HHIIiQQQQII16s")
+# Set only on close records user space makes at process exit (the kernel never does).
+FLAG_AT_EXIT = 0x4
+assert FILE_OPEN.size == FILE_OPEN_SIZE and FILE_CLOSE.size == FILE_CLOSE_SIZE
 assert DATA_HDR.size == DATA_HDR_SIZE and CTL_EVENT.size == CTL_EVENT_SIZE
 assert (
     EXEC_HDR.size == EXEC_HDR_SIZE and NET_EVENT.size == NET_EVENT_SIZE and DNS_EVENT.size == DNS_EVENT_SIZE
@@ -44,7 +55,7 @@ assert (
 _TRUNCATED = 0x1
 
 _DIRECTIONS = (Direction.WRITE, Direction.READ)
-_SOURCES = (Source.OPENSSL, Source.SOCKET, Source.GNUTLS)
+_SOURCES = (Source.OPENSSL, Source.SOCKET, Source.GNUTLS, Source.GO)
 
 
 class MalformedRecord(ValueError):
@@ -86,6 +97,10 @@ def parse_record(buf: bytes) -> RawRecord:
         return _parse_connect(buf)
     if kind == RecordKind.DNS:
         return _parse_dns(buf)
+    if kind == RecordKind.FILE_OPEN:
+        return _parse_file_open(buf)
+    if kind == RecordKind.FILE_CLOSE:
+        return _parse_file_close(buf)
     if len(buf) < CTL_EVENT_SIZE:
         raise MalformedRecord(f"short control record of kind {kind}")
     (_, _flags, pid, tid, ppid, ts_ns, conn_id, exit_code, _pad, start_ns, comm) = CTL_EVENT.unpack_from(buf)
@@ -167,6 +182,41 @@ def _parse_dns(buf: bytes) -> DnsRecord:
             answers.append(ip)
     return DnsRecord(pid=pid, tid=tid, ts_ns=ts_ns, done_ns=done_ns, query=_comm(name), ret=ret,
                      answers=answers, comm=_comm(comm))  # fmt: skip
+
+
+def _parse_file_open(buf: bytes) -> FileOpenRecord:
+    if len(buf) < FILE_OPEN_SIZE:
+        raise MalformedRecord("short file open record")
+    (_, flags, pid, tid, uid, ts_ns, fd, dirfd, open_flags, mode, path_len, _pad, comm, path) = (
+        FILE_OPEN.unpack_from(buf)
+    )
+    if path_len > PATH_MAX:
+        raise MalformedRecord("file open record path length out of range")
+    return FileOpenRecord(pid=pid, tid=tid, uid=uid, ts_ns=ts_ns, fd=fd, dirfd=dirfd, open_flags=open_flags,
+                          mode=mode, path=path[:path_len].decode("utf-8", "replace"),
+                          path_truncated=bool(flags & _TRUNCATED), comm=_comm(comm))  # fmt: skip
+
+
+def _parse_file_close(buf: bytes) -> FileCloseRecord:
+    if len(buf) < FILE_CLOSE_SIZE:
+        raise MalformedRecord("short file close record")
+    (_, flags, pid, tid, fd, ts_ns, open_ts, rbytes, wbytes, reads, writes, comm) = FILE_CLOSE.unpack_from(
+        buf
+    )
+    reason = "process_exit" if flags & FLAG_AT_EXIT else "fd_reused" if flags & FLAG_FD_REUSED else "close"
+    return FileCloseRecord(pid=pid, tid=tid, ts_ns=ts_ns, fd=fd, open_ts_ns=open_ts, bytes_read=rbytes,
+                           bytes_written=wbytes, reads=reads, writes=writes, comm=_comm(comm),
+                           reason=reason)  # fmt: skip
+
+
+def file_close_bytes(
+    pid: int, fd: int, ts_ns: int, stats: tuple[int, int, int, int, int], comm: str
+) -> bytes:
+    """A close record for a file still open when its process exited (made by user space
+    from the kernel's open-file table: open_ts, bytes read, bytes written, reads, writes)."""
+    open_ts, rbytes, wbytes, reads, writes = stats
+    return FILE_CLOSE.pack(RecordKind.FILE_CLOSE, FLAG_AT_EXIT, pid, pid, fd, ts_ns, open_ts, rbytes, wbytes,
+                           reads, writes, comm.encode()[:16])  # fmt: skip
 
 
 def record_kind(buf: bytes) -> int:

@@ -14,6 +14,10 @@ instruction, one entry probe and one return probe there cover both wrappers at a
 fraction of the cost. When the pattern is not there, the exported functions are probed
 as they are (always correct, just slower). Node's static OpenSSL starts its exported
 functions with `push %rbp`, so those are probed directly.
+
+Go's crypto/tls (see plan_go_probes) is never given a uretprobe: Go moves and walks its
+goroutine stacks, and a rewritten return address crashes the program. Its returns are
+probed at every RET instruction of the function instead.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import capstone
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
+from .gobinary import GO_TLS_FUNCTIONS, GoFunction, inspect_go_binary
+
 # Entry and return BPF programs by the calling convention of the probed function.
 PLAIN_READ = ("oisp_ssl_read_entry", "oisp_ssl_read_return")
 EX_READ = ("oisp_ssl_read_ex_entry", "oisp_ssl_read_return")
@@ -31,10 +37,16 @@ PLAIN_WRITE = ("oisp_ssl_write_entry", "oisp_ssl_write_return")
 EX_WRITE = ("oisp_ssl_write_ex_entry", "oisp_ssl_write_return")
 FREE = ("oisp_ssl_free", None)
 RESOLVER = ("oisp_getaddrinfo_entry", "oisp_getaddrinfo_return")
+# Go: plain uprobes only (bpf/oisp_go_tls.bpf.h).
+GO_WRITE = "oisp_go_tls_write"
+GO_READ_ENTRY = "oisp_go_tls_read_entry"
+GO_READ_RET = "oisp_go_tls_read_ret"
+GO_CLOSE = "oisp_go_tls_close"
 
 # enum oisp_data_source: passed as the attach cookie, stamped on every data record.
 SOURCE_OPENSSL = 0
 SOURCE_GNUTLS = 2
+SOURCE_GO = 3
 
 _EMULATED = {"push", "call", "jmp", "nop"}
 _SCAN_BYTES = 160  # enough for the wrappers' prologue up to their call
@@ -84,12 +96,15 @@ class _Binary:
         return None
 
     def instructions(self, vaddr: int, count: int) -> list[capstone.CsInsn]:
+        return list(self._md.disasm(self.code(vaddr, _SCAN_BYTES), vaddr, count))
+
+    def code(self, vaddr: int, size: int) -> bytes:
+        """Up to `size` bytes of code at `vaddr` (fewer at the end of a segment)."""
         offset = self.file_offset(vaddr)
         if offset is None:
-            return []
+            return b""
         self._f.seek(offset)
-        code = self._f.read(_SCAN_BYTES)
-        return list(self._md.disasm(code, vaddr, count))
+        return self._f.read(size)
 
 
 def _entry_point(binary: _Binary, vaddr: int) -> tuple[int, bool]:
@@ -195,6 +210,100 @@ def _gnutls(binary: _Binary, functions: tuple[str, ...]) -> list[ProbePoint]:
     return points
 
 
+def _go_instructions(binary: _Binary, fn: GoFunction) -> list[capstone.CsInsn]:
+    """Every instruction of a Go function, by a linear sweep over its symbol's extent.
+
+    A linear sweep is exact here: Go puts no data (jump tables, literals) in its code on
+    amd64. A sweep that stops early (bytes capstone cannot decode) could miss a RET, so
+    it is an error rather than a partial answer.
+    """
+    if fn.size <= 0:
+        raise ValueError(f"{fn.name} has no size in the symbol table")
+    code = binary.code(fn.vaddr, fn.size)
+    if len(code) < fn.size:
+        raise ValueError(f"{fn.name} at 0x{fn.vaddr:x} lies outside the file's code segments")
+    insns = list(binary._md.disasm(code, fn.vaddr))
+    end = insns[-1].address + insns[-1].size if insns else fn.vaddr
+    if end != fn.vaddr + fn.size:
+        raise ValueError(f"{fn.name}: cannot disassemble past 0x{end:x} (function ends at 0x{fn.vaddr + fn.size:x})")
+    return insns
+
+
+def go_stack_check(insns: list[capstone.CsInsn], fn: GoFunction) -> capstone.CsInsn:
+    """The `jbe` of the function's stack-growth check: `cmp 0x10(%r14),%rsp|%r12; jbe morestack`.
+
+    The entry probes sit there (bpf/oisp_go_tls.bpf.h says why): a conditional jump is
+    emulated by the kernel, the arguments are still in RAX/RBX/RCX, and the flags say
+    whether the stack is about to grow and the function to start over.
+    """
+    for prev, insn in zip(insns[:6], insns[1:7], strict=False):
+        if (
+            insn.mnemonic == "jbe"
+            and prev.mnemonic == "cmp"
+            and prev.op_str.replace(" ", "") in ("rsp,qwordptr[r14+0x10]", "r12,qwordptr[r14+0x10]")
+        ):
+            target = _jump_target(insn)
+            if target is not None and fn.vaddr <= target < fn.vaddr + fn.size:
+                return insn
+    raise ValueError(
+        f"{fn.name}: no stack-growth check (cmp [r14+0x10]; jbe) among its first instructions: "
+        "this Go version's function prologue is not recognised"
+    )
+
+
+def _jump_target(insn: capstone.CsInsn) -> int | None:
+    try:
+        return int(insn.op_str, 16)
+    except ValueError:
+        return None
+
+
+def go_returns(insns: list[capstone.CsInsn]) -> list[int]:
+    """Addresses of the RET instructions (each return path of the function has its own)."""
+    return [insn.address for insn in insns if insn.mnemonic == "ret"]
+
+
+def plan_go_probes(binary: _Binary) -> list[ProbePoint]:
+    """crypto/tls.(*Conn) Write, Read and Close of an unstripped Go executable.
+
+    Write: one probe at entry (its data is complete there). Read: entry, plus one probe
+    on every RET (the data exists only once it returns); never a uretprobe. Close: entry.
+    Raises ValueError with the reason when the binary cannot be probed (stripped, old Go,
+    not x86-64, unrecognised code).
+    """
+    go = inspect_go_binary(binary.path)
+    if go is None:
+        raise ValueError(f"{binary.path}: not a Go executable")
+    if go.problem:
+        raise ValueError(go.problem)
+    if not go.uses_tls:
+        raise ValueError(f"{binary.path}: does not link crypto/tls")
+    write_name, read_name, close_name = GO_TLS_FUNCTIONS
+    points: list[ProbePoint] = []
+
+    def at(vaddr: int, name: str, program: str, fast: bool) -> None:
+        offset = binary.file_offset(vaddr)
+        if offset is None:
+            raise ValueError(f"{name}: address 0x{vaddr:x} is not in a code segment")
+        points.append(ProbePoint(name, offset, program, None, fast=fast, cookie=SOURCE_GO))
+
+    write = go.functions[write_name]
+    at(go_stack_check(_go_instructions(binary, write), write).address, write_name, GO_WRITE, True)
+    read = go.functions[read_name]
+    read_insns = _go_instructions(binary, read)
+    at(go_stack_check(read_insns, read).address, read_name, GO_READ_ENTRY, True)
+    returns = go_returns(read_insns)
+    if not returns:
+        raise ValueError(f"{read_name}: no RET instruction found, so its results cannot be seen")
+    for vaddr in returns:
+        # A RET is single-stepped (about 10 us); only one of them runs per call.
+        at(vaddr, f"{read_name}+0x{vaddr - read.vaddr:x}:ret", GO_READ_RET, False)
+    close = go.functions.get(close_name)
+    if close is not None:
+        at(go_stack_check(_go_instructions(binary, close), close).address, close_name, GO_CLOSE, True)
+    return points
+
+
 def plan_resolver_probes(path: str) -> list[ProbePoint]:
     """getaddrinfo() in a libc: the name a process resolves and the addresses it gets."""
     try:
@@ -215,6 +324,8 @@ def plan_probes(path: str, functions: tuple[str, ...], family: str = "openssl") 
     except ELFError as exc:
         raise ValueError(f"{path}: not a usable ELF file: {exc}") from None
     try:
+        if family == "go":
+            return plan_go_probes(binary)
         if family == "gnutls":
             return _gnutls(binary, functions)
         points = _pair(binary, functions, "SSL_read", "SSL_read_ex", PLAIN_READ, EX_READ)

@@ -23,6 +23,7 @@ class Source(enum.IntEnum):
     OPENSSL = 0
     SOCKET = 1
     GNUTLS = 2
+    GO = 3
 
 
 @dataclass(slots=True)
@@ -126,6 +127,48 @@ class DnsRecord:
     comm: str = ""
 
 
+@dataclass(slots=True)
+class FileOpenRecord:
+    """A watched process opened a file (open, openat, creat, openat2 succeeded)."""
+
+    pid: int
+    tid: int
+    uid: int
+    ts_ns: int
+    fd: int
+    dirfd: int  # AT_FDCWD (-100) or the directory fd a relative path is relative to
+    open_flags: int
+    mode: int
+    path: str  # as the process passed it: maybe relative
+    path_truncated: bool = False
+    comm: str = ""
+
+
+@dataclass(slots=True)
+class FileCloseRecord:
+    """A file of a watched process was closed (or its process exited): bytes moved through it."""
+
+    pid: int
+    tid: int
+    ts_ns: int
+    fd: int
+    open_ts_ns: int
+    bytes_read: int
+    bytes_written: int
+    reads: int
+    writes: int
+    comm: str = ""
+    reason: str = "close"  # close | process_exit | fd_reused
+
+
 RawRecord = (
-    DnsRecord | DataRecord | ConnCloseRecord | ProcessExitRecord | ExecRecord | ForkRecord | NetConnectRecord
+    DnsRecord
+    | DataRecord
+    | ConnCloseRecord
+    | ProcessExitRecord
+    | ExecRecord
+    | ForkRecord
+    | NetConnectRecord
+    | FileOpenRecord
+    | FileCloseRecord
 )

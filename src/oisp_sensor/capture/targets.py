@@ -1,6 +1,7 @@
 """Find the TLS libraries to probe: OpenSSL (shared libssl files and executables that
-export the SSL_* functions: Node links OpenSSL statically and exports them) and GnuTLS
-(libgnutls, used by Debian's libcurl3-gnutls, wget, gnutls-cli and others).
+export the SSL_* functions: Node links OpenSSL statically and exports them), GnuTLS
+(libgnutls, used by Debian's libcurl3-gnutls, wget, gnutls-cli and others) and Go's
+crypto/tls (linked into each Go executable; found through /proc/PID/exe, see gobinary).
 
 Targets are deduplicated by (device, inode): the same file seen through different paths
 (symlinks, /proc/PID/root of another mount namespace) is probed once.
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
+
+from .gobinary import inspect_go_binary
 
 # Functions with a probe, per TLS library; the first two decide that a file is one.
 SSL_FUNCTIONS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "SSL_free")
@@ -48,7 +51,9 @@ class Target:
     kind: str  # "library" | "executable"
     functions: tuple[str, ...]  # which of the family's probe functions it exports
     found_by: str = ""  # "system", "maps:PID", "exec:PID", "path"
-    family: str = "openssl"  # "openssl" | "gnutls"
+    family: str = "openssl"  # "openssl" | "gnutls" | "go"
+    version: str = ""  # the Go version of a Go executable
+    problem: str = ""  # found but not probeable (a stripped Go binary): why
 
 
 @dataclass
@@ -77,8 +82,22 @@ class TargetScanner:
                 kind = "library" if ".so" in os.path.basename(path) else "executable"
                 target = Target(path, st.st_dev, st.st_ino, kind, functions, found_by, family)
                 break
+        else:
+            target = self._go_target(path, st, found_by)
         self.examined[key] = target
         return target
+
+    def _go_target(self, path: str, st: os.stat_result, found_by: str) -> Target | None:
+        """A Go executable that links crypto/tls: probeable, or found with a `problem`."""
+        try:
+            go = inspect_go_binary(path)
+        except OSError:
+            self.errors += 1
+            return None
+        if go is None or not go.uses_tls:
+            return None
+        functions = tuple(go.functions)
+        return Target(path, st.st_dev, st.st_ino, "executable", functions, found_by, "go", go.version, go.problem)
 
     def system_libraries(self) -> list[Target]:
         """libssl from the loader cache and the usual directories."""

@@ -38,6 +38,8 @@ from urllib.parse import unquote
 
 import orjson
 
+from oisp_sensor.decode.mcp import McpCounters, McpTracker
+from oisp_sensor.decode.mcp_http import MCP_HEADERS, McpExchange, McpHttp
 from oisp_sensor.decode.messages import (
     ConnInfo,
     DecodeOutput,
@@ -45,7 +47,6 @@ from oisp_sensor.decode.messages import (
     HttpRequest,
     HttpResponse,
     RequestSeen,
-    SseEvent,
     StreamEvent,
 )
 from oisp_sensor.decode.pricing import Pricing
@@ -68,6 +69,7 @@ from oisp_sensor.decode.providers.base import (
     StreamChunk,
 )
 from oisp_sensor.decode.providers.registry import is_local_host, split_host
+from oisp_sensor.decode.sse import split_sse_body
 from oisp_sensor.decode.tokens import TokenCounter, heuristic_tokens, shared_counter
 from oisp_sensor.schema.events import (
     AGENT_TOOL_CALL,
@@ -88,11 +90,12 @@ _OTHER_SPEC = FormatSpec(name="generic", request_type="other", path=re.compile("
 # pipeline's `web` context of calls made from a browser page).
 _WANTED_HEADERS = frozenset(
     {"host", ":authority", "authorization", "api-key", "x-api-key", "x-goog-api-key", "user-agent",
-     "origin", "referer", "sec-fetch-site"}
+     "origin", "referer", "sec-fetch-site", *MCP_HEADERS}
 )  # fmt: skip
 _API_KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key")
 _DEFAULT_MAX_PENDING = 65536
 _MAX_TOOL_CALLS = 16384  # tool calls remembered until their result comes back
+_MCP_LINK_WINDOW = 64  # newest waiting model tool calls searched for the one an MCP call executes
 _MAX_CONVERSATIONS = 16384  # response id -> conversation (Responses API previous_response_id)
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 _CONVERSATION_TYPES = frozenset({"chat", "responses"})
@@ -169,6 +172,8 @@ class _ToolCall:
     event_id: str
     ts_ns: int  # end of the response that asked for it
     conversation_id: str | None
+    pid: int = 0
+    executed: bool = False  # an MCP tools/call was linked to it already
 
 
 @dataclass(slots=True)
@@ -213,23 +218,6 @@ def _has_gap(problems: list[str]) -> bool:
     return any(p.startswith("gap") for p in problems)
 
 
-def _sse_from_body(body: bytes) -> list[SseEvent]:
-    """Minimal SSE split for an event-stream body the HTTP decoder did not split.
-
-    `data:` lines are joined per event with newlines and the `event:` name kept, which
-    is all the chunk formats use. Timestamps are unknown (0).
-    """
-    events: list[SseEvent] = []
-    text = body.decode("utf-8", "replace").replace("\r\n", "\n")
-    for block in text.split("\n\n"):
-        lines = block.split("\n")
-        data = [line[5:].removeprefix(" ") for line in lines if line.startswith("data:")]
-        if data:
-            name = next((line[6:].strip() for line in lines if line.startswith("event:")), "")
-            events.append(SseEvent(data="\n".join(data), event=name))
-    return events
-
-
 class AiEventBuilder:
     """Turns tracker outputs into OISP AI and agent SensorEvents.
 
@@ -258,12 +246,17 @@ class AiEventBuilder:
         local = frozenset(p.id for p in registry if p.default_ports)
         self._pricing = pricing if pricing is not None else Pricing(local_providers=local)
         self._tokens = tokens if tokens is not None else shared_counter()
-        # exchange_id -> the AI call, or None for an exchange already judged not AI.
-        self._pending: dict[int, _Call | None] = {}
+        # exchange_id -> the AI call (or MCP exchange), or None for one already judged neither.
+        self._pending: dict[int, _Call | McpExchange | None] = {}
         self._tool_calls: OrderedDict[object, _ToolCall] = OrderedDict()
         self._response_conversations: OrderedDict[str, str] = OrderedDict()
         self._conversations: dict[tuple[object, ...], str] = {}  # opening -> id (a cache)
         self.counters = AiEventCounters()
+        self._mcp = McpHttp(McpTracker(id_factory, link=self._model_call_for))
+
+    @property
+    def mcp_counters(self) -> McpCounters:
+        return self._mcp.tracker.counters
 
     def process(self, output: DecodeOutput) -> list[SensorEvent]:
         """Events for one tracker output (usually zero or one)."""
@@ -285,18 +278,41 @@ class AiEventBuilder:
         headers = self._headers(seen.request)
         route = self._route(seen.request, headers)
         if route is None:
-            self.counters.non_ai_exchanges += 1
-            self._remember(seen.exchange_id, None)
-            return []
+            events, exchange = self._mcp_request(seen.conn, seen.request, headers)
+            self._remember(seen.exchange_id, exchange)
+            return events
         events, call = self._request_events(seen.conn, seen.request, route, headers)
         self._remember(seen.exchange_id, call)
         return events
+
+    def _mcp_request(
+        self, conn: ConnInfo, request: HttpRequest, headers: dict[str, str]
+    ) -> tuple[list[SensorEvent], McpExchange | None]:
+        """A non-AI exchange: MCP, or counted and forgotten."""
+        host = (headers.get("host") or headers.get(":authority") or "").strip().lower()
+        events, exchange = self._mcp.request(conn, request, headers, host)
+        if exchange is None:
+            self.counters.non_ai_exchanges += 1
+        return events, exchange
+
+    def _model_call_for(self, pid: int, name: str) -> str | None:
+        """The newest model tool call of `pid` named `name` that no MCP call executed yet."""
+        for index, waiting in enumerate(reversed(self._tool_calls.values())):
+            if index >= _MCP_LINK_WINDOW:
+                break
+            if waiting.pid == pid and waiting.name == name and not waiting.executed:
+                waiting.executed = True
+                return waiting.event_id
+        return None
 
     def _on_stream_event(self, item: StreamEvent) -> list[SensorEvent]:
         call = self._pending.get(item.exchange_id)
         if call is None:
             self.counters.ignored_outputs += 1
             return []
+        if type(call) is McpExchange:
+            return self._mcp.stream_event(item, call)
+        assert isinstance(call, _Call)
         if call.broken:
             return []
         if item.index != call.next_index:
@@ -322,16 +338,20 @@ class AiEventBuilder:
             headers = self._headers(done.request)
             route = self._route(done.request, headers)
             if route is None:
-                self.counters.non_ai_exchanges += 1
-                return []
+                events, exchange = self._mcp_request(done.conn, done.request, headers)
+                if exchange is not None:
+                    events.extend(self._mcp.done(done, exchange))
+                return events
             self.counters.late_requests += 1
             events, call = self._request_events(done.conn, done.request, route, headers)
             events.extend(self._response_events(done.conn, done.request, done.response, call))
             return events
+        if type(call) is McpExchange:
+            return self._mcp.done(done, call)
         assert isinstance(call, _Call)
         return self._response_events(done.conn, done.request, done.response, call)
 
-    def _remember(self, exchange_id: int, call: _Call | None) -> None:
+    def _remember(self, exchange_id: int, call: _Call | McpExchange | None) -> None:
         pending = self._pending
         if len(pending) >= self._max_pending:
             evicted = pending.pop(next(iter(pending)))
@@ -529,7 +549,8 @@ class AiEventBuilder:
             tid=conn.tid,
             uid=conn.uid,
             comm=conn.comm,
-            capture_point="ssl",
+            capture_point=conn.capture_point,
+            capture_method=conn.capture_method,
             confidence=confidence,
         )
         call = _Call(
@@ -756,7 +777,8 @@ class AiEventBuilder:
             tid=conn.tid,
             uid=conn.uid,
             comm=conn.comm,
-            capture_point="ssl",
+            capture_point=conn.capture_point,
+            capture_method=conn.capture_method,
             confidence=Confidence("high", "partial", reasons) if reasons else Confidence(),
         )
         events = [*before, event]
@@ -786,7 +808,7 @@ class AiEventBuilder:
             if acc is not None and not call.broken:
                 return acc.finish(), True, None, TIMING_CAPTURED
             # No (or not every) StreamEvent reached us: reassemble from what the tracker kept.
-            events = response.sse_events or _sse_from_body(response.body)
+            events = response.sse_events or split_sse_body(response.body)
             acc = parser.stream()
             chunks = []
             for event in events:
@@ -879,7 +901,8 @@ class AiEventBuilder:
             tid=conn.tid,
             uid=conn.uid,
             comm=conn.comm,
-            capture_point="ssl",
+            capture_point=conn.capture_point,
+            capture_method=conn.capture_method,
         )
 
     def _chunk_event(
@@ -966,7 +989,7 @@ class AiEventBuilder:
                 if len(waiting) >= _MAX_TOOL_CALLS:
                     waiting.popitem(last=False)
                 waiting[key] = _ToolCall(name if isinstance(name, str) else None, event.event_id, ts_ns,
-                                         call.conversation_id)  # fmt: skip
+                                         call.conversation_id, conn.pid)  # fmt: skip
         return events
 
 

@@ -35,6 +35,7 @@ from oisp_sensor.capture.records import (
     Direction,
     ProcessExitRecord,
     RawRecord,
+    Source,
 )
 from oisp_sensor.decode.http1 import (
     METHODS,
@@ -798,6 +799,7 @@ class ConnectionTracker:
             uid=record.uid,
             comm=record.comm,
             first_ts_ns=record.ts_ns,
+            capture_point="socket" if record.source == Source.SOCKET else "ssl",
         )
         conn = _Conn(info, self.counters, self._ids, self._max_body, self._report_server, self._pool)
         self._conns[key] = conn

@@ -91,6 +91,12 @@ class ConnInfo:
     comm: str
     role: Role = Role.UNKNOWN
     first_ts_ns: int = 0
+    # "ssl" (plaintext from a TLS library) or "socket" (plain HTTP from socket syscalls)
+    capture_point: str = "ssl"
+
+    @property
+    def capture_method(self) -> str:
+        return "ebpf_tracepoint" if self.capture_point == "socket" else "ebpf_uprobe"
 
 
 # ---- what ConnectionTracker.feed() returns ------------------------------------------------

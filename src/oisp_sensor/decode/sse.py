@@ -170,3 +170,20 @@ class SseParser:
         event = SseEvent(data="\n".join(self._data), event=self._event, id=self._last_id, ts_ns=ts_ns)
         self._reset_event()
         return event
+
+
+def split_sse_body(body: bytes) -> list[SseEvent]:
+    """Minimal SSE split for an event-stream body the HTTP decoder did not split.
+
+    `data:` lines are joined per event with newlines and the `event:` name kept, which
+    is all the chunk formats use. Timestamps are unknown (0).
+    """
+    events: list[SseEvent] = []
+    text = body.decode("utf-8", "replace").replace("\r\n", "\n")
+    for block in text.split("\n\n"):
+        lines = block.split("\n")
+        data = [line[5:].removeprefix(" ") for line in lines if line.startswith("data:")]
+        if data:
+            name = next((line[6:].strip() for line in lines if line.startswith("event:")), "")
+            events.append(SseEvent(data="\n".join(data), event=name))
+    return events

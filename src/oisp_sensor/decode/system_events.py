@@ -27,6 +27,25 @@ from ..schema.events import (
 TLS_PORTS = frozenset({443, 8443, 9443, 6443})
 
 
+def kernel_event(event_id: str, event_type: str, ts_ns: int, data: dict[str, Any], pid: int, tid: int,
+                 uid: int, comm: str, reasons: list[str] | None) -> SensorEvent:  # fmt: skip
+    """An event seen by a kernel tracepoint; partial when there are reasons to doubt it."""
+    confidence = Confidence(completeness="partial", reasons=reasons) if reasons else Confidence()
+    return SensorEvent(
+        event_type=event_type,
+        event_id=event_id,
+        ts_ns=ts_ns,
+        data=data,
+        pid=pid,
+        tid=tid,
+        uid=uid,
+        comm=comm,
+        capture_method="ebpf_tracepoint",
+        capture_point="kernel",
+        confidence=confidence,
+    )
+
+
 @dataclass(slots=True)
 class SystemCounters:
     process_exec: int = 0
@@ -58,20 +77,7 @@ class SystemEventBuilder:
 
     def _event(self, event_type: str, ts_ns: int, data: dict[str, Any], pid: int, tid: int = 0,
                uid: int = -1, comm: str = "", reasons: list[str] | None = None) -> SensorEvent:  # fmt: skip
-        confidence = Confidence(completeness="partial", reasons=reasons) if reasons else Confidence()
-        return SensorEvent(
-            event_type=event_type,
-            event_id=self.new_id(ts_ns),
-            ts_ns=ts_ns,
-            data=data,
-            pid=pid,
-            tid=tid,
-            uid=uid,
-            comm=comm,
-            capture_method="ebpf_tracepoint",
-            capture_point="kernel",
-            confidence=confidence,
-        )
+        return kernel_event(self.new_id(ts_ns), event_type, ts_ns, data, pid, tid, uid, comm, reasons)
 
     def exec(self, record: ExecRecord, info: ProcessInfo | None) -> list[SensorEvent]:
         if not self.process_enabled:

@@ -2,6 +2,8 @@
 
 Compact output matters: the CI/CD seed's checks `grep '"event_type":"ai.request"'`.
 Lines are written whole and rotation happens only between lines, so no line is split.
+With `flush_each = false` the file is still flushed once a second, so `tail -f` and a
+crash lose at most a second of events.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from .base import ExporterError, QueuedExporter
 
 
 class JsonlExporter(QueuedExporter):
+    tick_interval_s = 1.0
+
     def __init__(self, config: JsonlExport, name: str = "jsonl") -> None:
         super().__init__(name, queue_size=config.queue_size)
         self.config = config
@@ -46,21 +50,35 @@ class JsonlExporter(QueuedExporter):
         self._size = os.fstat(fd).st_size
 
     def deliver(self, batch: list[dict[str, Any]]) -> None:
+        if self._file is None:  # a rotation failed earlier: try to reopen
+            self._open_file(append=True)
         assert self._file is not None
         options = self._options
-        for event in batch:
-            line = orjson.dumps(event, option=options) + b"\n"
-            if self._rotate_at and self._size and self._size + len(line) > self._rotate_at:
-                self._rotate()
-            self._file.write(line)
-            self._size += len(line)
-        if self.config.flush_each:
-            self._file.flush()
+        try:
+            for event in batch:
+                line = orjson.dumps(event, option=options) + b"\n"
+                if self._rotate_at and self._size and self._size + len(line) > self._rotate_at:
+                    self._rotate()
+                self._file.write(line)
+                self._size += len(line)
+            if self.config.flush_each:
+                self._file.flush()
+        except OSError as exc:
+            # Disk full, file system gone read-only, ...: one line naming the file.
+            raise ExporterError(f"cannot write events to {self.path}: {exc.strerror or exc}") from None
+
+    def tick(self) -> None:
+        if self._file is not None and not self.config.flush_each:
+            try:
+                self._file.flush()
+            except OSError as exc:
+                raise ExporterError(f"cannot write events to {self.path}: {exc.strerror or exc}") from None
 
     def _rotate(self) -> None:
         """events.jsonl -> events.jsonl.1 -> ... -> events.jsonl.N (the oldest removed)."""
         assert self._file is not None
         self._file.close()
+        self._file = None
         count = self.config.rotate_count
         if count <= 0:
             os.unlink(self.path)
@@ -74,8 +92,16 @@ class JsonlExporter(QueuedExporter):
         self._open_file(append=False)
 
     def shutdown(self) -> None:
-        if self._file is not None:
+        if self._file is None:
+            return
+        try:
             self._file.flush()
             os.fsync(self._file.fileno())
-            self._file.close()
+        except OSError as exc:
+            raise ExporterError(f"cannot write events to {self.path}: {exc.strerror or exc}") from None
+        finally:
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the unwritable buffer was reported just above
             self._file = None
