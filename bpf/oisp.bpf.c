@@ -345,6 +345,83 @@ int BPF_KPROBE(oisp_ssl_free, void *ssl)
 	return 0;
 }
 
+/* ---- paths from dentries ------------------------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, char[OISP_PATH_MAX * 2]);
+} oisp_path_scratch SEC(".maps");
+
+#define OISP_PATH_DEPTH 40
+
+/* The absolute path of (dentry, mount) as the process sees it (up to the root of its mount
+ * namespace), built right to left in a per-CPU buffer that ends at OISP_PATH_MAX. Returns
+ * the offset of the path's first byte, or -1 when the path does not fit. */
+static __always_inline long build_path(struct dentry *d, struct vfsmount *vfsmnt, char **out)
+{
+	__u32 zero = 0;
+	char *buf = bpf_map_lookup_elem(&oisp_path_scratch, &zero);
+	if (!buf || !d || !vfsmnt)
+		return -1;
+	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+	__u64 off = OISP_PATH_MAX;
+	buf[OISP_PATH_MAX] = 0;
+	for (int i = 0; i < OISP_PATH_DEPTH; i++) {
+		struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
+		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+		if (d == root || d == parent) {
+			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+			if (d != root || up == mnt) {
+				*out = buf;
+				if (off == OISP_PATH_MAX) { /* the root itself */
+					buf[OISP_PATH_MAX - 1] = '/';
+					return OISP_PATH_MAX - 1;
+				}
+				return off;
+			}
+			d = BPF_CORE_READ(mnt, mnt_mountpoint); /* cross to the parent mount */
+			mnt = up;
+			continue;
+		}
+		__u64 len = BPF_CORE_READ(d, d_name.len);
+		const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+		if (len == 0 || len + 1 > off)
+			return -1;
+		off -= len;
+		barrier_var(off);
+		if (off >= OISP_PATH_MAX)
+			return -1;
+		len &= OISP_PATH_MAX - 1;
+		bpf_probe_read_kernel(&buf[off], len, name);
+		off -= 1;
+		barrier_var(off);
+		if (off >= OISP_PATH_MAX)
+			return -1;
+		buf[off] = '/';
+		d = parent;
+	}
+	return -1; /* deeper than OISP_PATH_DEPTH */
+}
+
+/* Copy a built path into dst (OISP_PATH_MAX bytes, NUL-terminated); returns its length. */
+static __always_inline long copy_path(char *dst, struct dentry *d, struct vfsmount *mnt)
+{
+	char *buf = 0;
+	long off = build_path(d, mnt, &buf);
+	if (off < 0 || !buf)
+		return -1;
+	__u64 n = OISP_PATH_MAX - off;
+	barrier_var(n);
+	if (n == 0 || n >= OISP_PATH_MAX)
+		return -1;
+	__u64 start = off & (OISP_PATH_MAX - 1);
+	bpf_probe_read_kernel(dst, n, &buf[start]);
+	dst[n & (OISP_PATH_MAX - 1)] = 0;
+	return n;
+}
+
 /* Per-CPU scratch for exec records (arguments up to 4 KiB do not fit the stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -393,7 +470,41 @@ int BPF_PROG(oisp_process_exec, struct task_struct *p, pid_t old_pid, struct lin
 		name_len = 1;
 	ev->hdr.filename_len = name_len - 1; /* without the NUL */
 
-	__u64 size = sizeof(ev->hdr) + args_len + (name_len - 1);
+	/* The working directory, now: a command that lives a millisecond is gone before user
+	 * space could read /proc/PID/cwd. */
+	__u64 off = args_len + (name_len - 1);
+	ev->hdr.cwd_len = 0;
+	ev->hdr.env_len = 0;
+	barrier_var(off);
+	if (off > OISP_ARGS_MAX + OISP_FILENAME_MAX)
+		return 0;
+	struct path *pwd = __builtin_preserve_access_index(&p->fs->pwd);
+	struct dentry *cwd_dentry = BPF_CORE_READ(pwd, dentry);
+	struct vfsmount *cwd_mnt = BPF_CORE_READ(pwd, mnt);
+	long cwd_len = copy_path((char *)&ev->buf[off], cwd_dentry, cwd_mnt);
+	if (cwd_len > 0 && cwd_len < OISP_PATH_MAX) {
+		ev->hdr.cwd_len = cwd_len;
+		ev->hdr.flags |= OISP_FLAG_PATH_RESOLVED;
+		off += cwd_len;
+	}
+
+	struct oisp_config *cfg = oisp_cfg();
+	if (cfg && cfg->exec_env) {
+		__u64 env_start = BPF_CORE_READ(mm, env_start);
+		__u64 env_end = BPF_CORE_READ(mm, env_end);
+		__u64 env_len = env_end > env_start ? env_end - env_start : 0;
+		if (env_len > OISP_ENV_MAX)
+			env_len = OISP_ENV_MAX; /* cut mid-variable: user space drops the partial one */
+		barrier_var(off);
+		barrier_var(env_len);
+		if (off <= OISP_ARGS_MAX + OISP_FILENAME_MAX + OISP_PATH_MAX && env_len <= OISP_ENV_MAX &&
+		    env_len && bpf_probe_read_user(&ev->buf[off], env_len, (const void *)env_start) == 0) {
+			ev->hdr.env_len = env_len;
+			off += env_len;
+		}
+	}
+
+	__u64 size = sizeof(ev->hdr) + off;
 	barrier_var(size);
 	if (size > sizeof(*ev))
 		return 0;
@@ -564,6 +675,16 @@ int BPF_PROG(oisp_inet_sock_set_state, const struct sock *sk, const int oldstate
 #define NR_preadv 295
 #define NR_pwritev 296
 #define NR_openat2 437
+#define NR_dup 32
+#define NR_dup2 33
+#define NR_dup3 292
+#define NR_fcntl 72
+#define NR_sendfile 40
+#define NR_copy_file_range 326
+#define OISP_S_IFMT 0170000
+#define OISP_S_IFREG 0100000
+#define OISP_F_DUPFD 0
+#define OISP_F_DUPFD_CLOEXEC 1030
 
 #define OISP_EINPROGRESS 115
 #define OISP_AT_FDCWD -100
@@ -603,7 +724,16 @@ struct {
 	__type(value, __u64); /* connection id: unique per connect(), never an SSL* address */
 } oisp_sockets SEC(".maps");
 
-enum sys_target { SYS_FILE = 1, SYS_SOCKET = 2, SYS_CONNECT = 3, SYS_OPEN = 4 };
+enum sys_target {
+	SYS_FILE = 1,
+	SYS_SOCKET = 2,
+	SYS_CONNECT = 3,
+	SYS_OPEN = 4,
+	SYS_DUP = 5,	   /* a copy of a tracked descriptor */
+	SYS_DUP_CLEAR = 6, /* dup2/dup3 over a tracked descriptor: it is closed */
+	SYS_ADOPT = 7,	   /* an inherited regular file, seen at first use */
+	SYS_COPY = 8,	   /* sendfile/copy_file_range: fd reads, arg writes */
+};
 
 /* What sys_enter keeps for sys_exit, per thread. */
 struct sys_call {
@@ -736,6 +866,128 @@ static __always_inline int is_iov_nr(__u64 nr)
 	       nr == NR_recvmsg;
 }
 
+static __always_inline void on_open_done(__u64 pid_tgid, struct sys_call *call, long ret)
+{
+	struct fd_key key = {.pid = pid_tgid >> 32, .fd = (__s32)ret};
+	struct file_stats fresh = {.open_ts_ns = call->ts_ns};
+	struct file_stats *stale = bpf_map_lookup_elem(&oisp_files, &key);
+	if (stale) { /* the fd was closed in a way we did not see (dup2, close_range) */
+		struct file_stats copy = *stale;
+		emit_file_close(pid_tgid, key.fd, &copy, OISP_FLAG_FD_REUSED);
+	}
+	if (bpf_map_update_elem(&oisp_files, &key, &fresh, BPF_ANY) != 0) {
+		count(OISP_CNT_FILES_LOST, 1);
+		return;
+	}
+	__u32 zero = 0;
+	struct oisp_file_open_event *ev = bpf_map_lookup_elem(&oisp_open_scratch, &zero);
+	if (!ev)
+		return;
+	ev->kind = OISP_REC_FILE_OPEN;
+	ev->flags = 0;
+	ev->pid = key.pid;
+	ev->tid = (__u32)pid_tgid;
+	ev->uid = (__u32)bpf_get_current_uid_gid();
+	ev->ts_ns = call->ts_ns;
+	ev->fd = key.fd;
+	ev->dirfd = (__s32)call->fd;
+	ev->open_flags = (__u32)call->arg;
+	ev->mode = (__u32)call->mode;
+	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+	if (call->target == SYS_DUP)
+		ev->flags |= OISP_FLAG_DUP;
+	else if (call->target == SYS_ADOPT)
+		ev->flags |= OISP_FLAG_INHERITED;
+	/* The file's own path from the kernel: absolute, with `..`, symlinks and the dirfd of
+	 * openat resolved. The path as passed is the fallback. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct file *file = 0;
+	long n = -1;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[key.fd & 0xfffff]) == 0 && file)
+		n = copy_path(ev->path, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt));
+	if (n > 0) {
+		ev->flags |= OISP_FLAG_PATH_RESOLVED;
+		ev->path_len = n;
+	} else {
+		n = call->buf ? bpf_probe_read_user_str(ev->path, sizeof(ev->path), (const void *)call->buf) : 0;
+		if (n < 1)
+			n = 1;
+		if (n == sizeof(ev->path))
+			ev->flags |= OISP_FLAG_TRUNCATED;
+		ev->path_len = n - 1;
+	}
+	if (bpf_ringbuf_output(&oisp_events, ev, sizeof(*ev), wakeup_flags()) != 0)
+		count(OISP_CNT_FILES_LOST, 1);
+}
+
+/* Is (pid, fd) in the open-file table? A watched process's regular file that is not (one
+ * it inherited already open, like `cmd > out.txt` from a shell) is adopted at first use. */
+static __always_inline int file_tracked(__u64 pid_tgid, __u32 bits, __s32 fd)
+{
+	struct fd_key key = {.pid = pid_tgid >> 32, .fd = fd};
+	if (bpf_map_lookup_elem(&oisp_files, &key))
+		return 1;
+	if (!(bits & OISP_WATCH_FILES) || fd < 0)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct file *file = 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd & 0xfffff]) != 0 || !file)
+		return 0;
+	__u16 mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & OISP_S_IFMT) != OISP_S_IFREG)
+		return 0; /* pipes, ttys, sockets: not files */
+	struct sys_call adopt = {
+		.target = SYS_ADOPT,
+		.fd = (__u64)-1,
+		.arg = BPF_CORE_READ(file, f_flags),
+		.ts_ns = bpf_ktime_get_ns(),
+	};
+	on_open_done(pid_tgid, &adopt, fd);
+	return 1;
+}
+
+static __always_inline void on_connect_done(__u64 pid_tgid, struct sys_call *call)
+{
+	__u32 pid = pid_tgid >> 32;
+	struct fd_key key = {.pid = pid, .fd = (__s32)call->fd};
+	__u64 *old = bpf_map_lookup_elem(&oisp_sockets, &key);
+	if (old) /* a socket fd closed in a way we did not see: end its conversation first */
+		socket_closed(pid_tgid, &key, *old);
+	/* Top bit set: never equal to an SSL* (a user-space address), unique per connect. */
+	__u64 conn_id = (1ULL << 63) | call->ts_ns;
+	if (bpf_map_update_elem(&oisp_sockets, &key, &conn_id, BPF_ANY) != 0) {
+		count(OISP_CNT_SOCKETS_FULL, 1);
+		return;
+	}
+	__u32 bits = watch_bits(pid) | OISP_WATCH_SOCKETS;
+	bpf_map_update_elem(&oisp_watch, &pid, &bits, BPF_ANY);
+}
+
+struct iov_ctx {
+	__u64 pid_tgid;
+	__u64 conn_id;
+	__u64 iov;
+	__u64 left;
+	__u64 ts_ns;
+	__u32 direction;
+};
+
+static long emit_iov(__u32 index, void *data)
+{
+	struct iov_ctx *c = data;
+	if (!c->left)
+		return 1;
+	__u64 seg[2] = {};
+	if (bpf_probe_read_user(seg, sizeof(seg), (const void *)(c->iov + index * 16)) != 0)
+		return 1;
+	__u64 n = seg[1] < c->left ? seg[1] : c->left;
+	emit_data(c->pid_tgid, c->conn_id, seg[0], n, c->ts_ns, c->direction, OISP_SRC_SOCKET);
+	c->left -= n;
+	return 0;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(oisp_sys_enter, struct pt_regs *regs, long id)
 {
@@ -743,10 +995,13 @@ int BPF_PROG(oisp_sys_enter, struct pt_regs *regs, long id)
 	case NR_read: case NR_write: case NR_pread64: case NR_pwrite64: case NR_readv: case NR_writev:
 	case NR_preadv: case NR_pwritev: case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
 	case NR_close: case NR_connect: case NR_open: case NR_openat: case NR_creat: case NR_openat2:
+	case NR_dup: case NR_dup2: case NR_dup3: case NR_fcntl: case NR_sendfile: case NR_copy_file_range:
 		break;
 	default:
 		return 0;
 	}
+	if (id == NR_fcntl && regs->si != OISP_F_DUPFD && regs->si != OISP_F_DUPFD_CLOEXEC)
+		return 0;
 	struct oisp_config *cfg = oisp_cfg();
 	if (!cfg)
 		return 0;
@@ -793,11 +1048,46 @@ int BPF_PROG(oisp_sys_enter, struct pt_regs *regs, long id)
 			return 0;
 		}
 		struct fd_key key = {.pid = pid, .fd = (__s32)regs->di};
+		if (id == NR_sendfile || id == NR_copy_file_range) {
+			/* sendfile(out, in, ...), copy_file_range(in, off, out, ...): cat and cp. */
+			__s32 in = id == NR_sendfile ? (__s32)regs->si : (__s32)regs->di;
+			__s32 out = id == NR_sendfile ? (__s32)regs->di : (__s32)regs->dx;
+			int t_in = file_tracked(pid_tgid, bits, in);
+			int t_out = file_tracked(pid_tgid, bits, out);
+			if (!t_in && !t_out)
+				return 0;
+			call.target = SYS_COPY;
+			call.fd = t_in ? (__u64)(__s64)in : (__u64)-1;
+			call.arg = t_out ? (__u64)(__s64)out : (__u64)-1;
+			call.ts_ns = bpf_ktime_get_ns();
+			bpf_map_update_elem(&oisp_sys_calls, &pid_tgid, &call, BPF_ANY);
+			return 0;
+		}
+		if (id == NR_dup || id == NR_dup2 || id == NR_dup3 || id == NR_fcntl) {
+			/* A copy of an open file's descriptor (a shell's `> file` is open + dup2):
+			 * what goes through the copy is counted under the copy. */
+			if (!bpf_map_lookup_elem(&oisp_files, &key)) {
+				struct fd_key target = {.pid = pid, .fd = (__s32)regs->si};
+				if ((id != NR_dup2 && id != NR_dup3) || !bpf_map_lookup_elem(&oisp_files, &target))
+					return 0;
+				call.target = SYS_DUP_CLEAR; /* dup2 over a tracked fd closes it */
+				call.fd = regs->si;
+				call.ts_ns = bpf_ktime_get_ns();
+				bpf_map_update_elem(&oisp_sys_calls, &pid_tgid, &call, BPF_ANY);
+				return 0;
+			}
+			call.target = SYS_DUP;
+			call.buf = 0;
+			call.arg = 0;
+			call.ts_ns = bpf_ktime_get_ns();
+			bpf_map_update_elem(&oisp_sys_calls, &pid_tgid, &call, BPF_ANY);
+			return 0;
+		}
 		__u64 *conn = (bits & OISP_WATCH_SOCKETS) ? bpf_map_lookup_elem(&oisp_sockets, &key) : NULL;
 		if (conn) {
 			call.target = SYS_SOCKET;
 			call.conn_id = *conn;
-		} else if (bpf_map_lookup_elem(&oisp_files, &key)) {
+		} else if (file_tracked(pid_tgid, bits, key.fd)) {
 			call.target = SYS_FILE;
 		} else {
 			return 0;
@@ -814,84 +1104,6 @@ int BPF_PROG(oisp_sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-static __always_inline void on_open_done(__u64 pid_tgid, struct sys_call *call, long ret)
-{
-	struct fd_key key = {.pid = pid_tgid >> 32, .fd = (__s32)ret};
-	struct file_stats fresh = {.open_ts_ns = call->ts_ns};
-	struct file_stats *stale = bpf_map_lookup_elem(&oisp_files, &key);
-	if (stale) { /* the fd was closed in a way we did not see (dup2, close_range) */
-		struct file_stats copy = *stale;
-		emit_file_close(pid_tgid, key.fd, &copy, OISP_FLAG_FD_REUSED);
-	}
-	if (bpf_map_update_elem(&oisp_files, &key, &fresh, BPF_ANY) != 0) {
-		count(OISP_CNT_FILES_LOST, 1);
-		return;
-	}
-	__u32 zero = 0;
-	struct oisp_file_open_event *ev = bpf_map_lookup_elem(&oisp_open_scratch, &zero);
-	if (!ev)
-		return;
-	ev->kind = OISP_REC_FILE_OPEN;
-	ev->flags = 0;
-	ev->pid = key.pid;
-	ev->tid = (__u32)pid_tgid;
-	ev->uid = (__u32)bpf_get_current_uid_gid();
-	ev->ts_ns = call->ts_ns;
-	ev->fd = key.fd;
-	ev->dirfd = (__s32)call->fd;
-	ev->open_flags = (__u32)call->arg;
-	ev->mode = (__u32)call->mode;
-	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
-	long n = bpf_probe_read_user_str(ev->path, sizeof(ev->path), (const void *)call->buf);
-	if (n < 1)
-		n = 1;
-	if (n == sizeof(ev->path))
-		ev->flags |= OISP_FLAG_TRUNCATED;
-	ev->path_len = n - 1;
-	if (bpf_ringbuf_output(&oisp_events, ev, sizeof(*ev), wakeup_flags()) != 0)
-		count(OISP_CNT_FILES_LOST, 1);
-}
-
-static __always_inline void on_connect_done(__u64 pid_tgid, struct sys_call *call)
-{
-	__u32 pid = pid_tgid >> 32;
-	struct fd_key key = {.pid = pid, .fd = (__s32)call->fd};
-	__u64 *old = bpf_map_lookup_elem(&oisp_sockets, &key);
-	if (old) /* a socket fd closed in a way we did not see: end its conversation first */
-		socket_closed(pid_tgid, &key, *old);
-	/* Top bit set: never equal to an SSL* (a user-space address), unique per connect. */
-	__u64 conn_id = (1ULL << 63) | call->ts_ns;
-	if (bpf_map_update_elem(&oisp_sockets, &key, &conn_id, BPF_ANY) != 0) {
-		count(OISP_CNT_SOCKETS_FULL, 1);
-		return;
-	}
-	__u32 bits = watch_bits(pid) | OISP_WATCH_SOCKETS;
-	bpf_map_update_elem(&oisp_watch, &pid, &bits, BPF_ANY);
-}
-
-struct iov_ctx {
-	__u64 pid_tgid;
-	__u64 conn_id;
-	__u64 iov;
-	__u64 left;
-	__u64 ts_ns;
-	__u32 direction;
-};
-
-static long emit_iov(__u32 index, void *data)
-{
-	struct iov_ctx *c = data;
-	if (!c->left)
-		return 1;
-	__u64 seg[2] = {};
-	if (bpf_probe_read_user(seg, sizeof(seg), (const void *)(c->iov + index * 16)) != 0)
-		return 1;
-	__u64 n = seg[1] < c->left ? seg[1] : c->left;
-	emit_data(c->pid_tgid, c->conn_id, seg[0], n, c->ts_ns, c->direction, OISP_SRC_SOCKET);
-	c->left -= n;
-	return 0;
-}
-
 SEC("tp_btf/sys_exit")
 int BPF_PROG(oisp_sys_exit, struct pt_regs *regs, long ret)
 {
@@ -900,6 +1112,7 @@ int BPF_PROG(oisp_sys_exit, struct pt_regs *regs, long ret)
 	case NR_read: case NR_write: case NR_pread64: case NR_pwrite64: case NR_readv: case NR_writev:
 	case NR_preadv: case NR_pwritev: case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
 	case NR_connect: case NR_open: case NR_openat: case NR_creat: case NR_openat2:
+	case NR_dup: case NR_dup2: case NR_dup3: case NR_fcntl: case NR_sendfile: case NR_copy_file_range:
 		break;
 	default:
 		return 0;
@@ -913,9 +1126,36 @@ int BPF_PROG(oisp_sys_exit, struct pt_regs *regs, long ret)
 	if (call.nr != nr)
 		return 0;
 
-	if (call.target == SYS_OPEN) {
+	if (call.target == SYS_OPEN || call.target == SYS_DUP) {
 		if (ret >= 0)
 			on_open_done(pid_tgid, &call, ret);
+		return 0;
+	}
+	if (call.target == SYS_DUP_CLEAR) {
+		struct fd_key key = {.pid = pid_tgid >> 32, .fd = (__s32)call.fd};
+		struct file_stats *st = ret >= 0 ? bpf_map_lookup_elem(&oisp_files, &key) : NULL;
+		if (st) {
+			struct file_stats copy = *st;
+			bpf_map_delete_elem(&oisp_files, &key);
+			emit_file_close(pid_tgid, key.fd, &copy, OISP_FLAG_FD_REUSED);
+		}
+		return 0;
+	}
+	if (call.target == SYS_COPY) {
+		if (ret <= 0)
+			return 0;
+		struct fd_key in = {.pid = pid_tgid >> 32, .fd = (__s32)call.fd};
+		struct fd_key out = {.pid = pid_tgid >> 32, .fd = (__s32)call.arg};
+		struct file_stats *st = bpf_map_lookup_elem(&oisp_files, &in);
+		if (st) {
+			__sync_fetch_and_add(&st->bytes_read, ret);
+			__sync_fetch_and_add(&st->reads, 1);
+		}
+		st = bpf_map_lookup_elem(&oisp_files, &out);
+		if (st) {
+			__sync_fetch_and_add(&st->bytes_written, ret);
+			__sync_fetch_and_add(&st->writes, 1);
+		}
 		return 0;
 	}
 	if (call.target == SYS_CONNECT) {

@@ -48,6 +48,11 @@ enum oisp_data_source {
 /* Record flags. */
 #define OISP_FLAG_TRUNCATED 0x1 /* the call was longer than the kernel copies */
 #define OISP_FLAG_FD_REUSED 0x2 /* file close: the fd was reused without a close we saw */
+#define OISP_FLAG_DUP 0x8	 /* file open: made by dup/dup2/dup3/fcntl(F_DUPFD), dirfd = the old fd */
+#define OISP_FLAG_INHERITED 0x20 /* file open: a regular file the process got already open
+				    (from its parent, e.g. a shell's `cmd > file`), seen at first use */
+#define OISP_FLAG_PATH_RESOLVED 0x10 /* file open: path is the kernel's absolute path of the file;
+					 exec: the cwd was resolved */
 
 /* Header of a data record; `len` payload bytes follow it directly in the ring buffer. */
 struct oisp_data_hdr {
@@ -91,9 +96,14 @@ struct oisp_ctl_event {
 /* Bytes of the command line and of the executable path an exec record carries. */
 #define OISP_ARGS_MAX 4096
 #define OISP_FILENAME_MAX 256
+/* Paths the kernel builds from dentries (cwd, opened files). */
+#define OISP_PATH_MAX 512
+/* Bytes of environment an exec record carries when asked to (struct oisp_config.exec_env). */
+#define OISP_ENV_MAX 4096
 
 /* Header of an exec record; `args_len` bytes of NUL-separated arguments follow, then
- * `filename_len` bytes of the executable path (no NUL). */
+ * `filename_len` bytes of the executable path (no NUL), `cwd_len` bytes of the working
+ * directory (no NUL) and `env_len` bytes of NUL-separated environment (opt-in). */
 struct oisp_exec_hdr {
 	__u16 kind;	/* OISP_REC_PROC_EXEC */
 	__u16 flags;	/* OISP_FLAG_TRUNCATED when the arguments were cut */
@@ -105,12 +115,14 @@ struct oisp_exec_hdr {
 	__u64 ts_ns;
 	__u32 args_len;
 	__u32 filename_len;
+	__u32 cwd_len;
+	__u32 env_len;
 	char comm[OISP_COMM_LEN];
 };
 
 struct oisp_exec_event {
 	struct oisp_exec_hdr hdr;
-	__u8 buf[OISP_ARGS_MAX + OISP_FILENAME_MAX];
+	__u8 buf[OISP_ARGS_MAX + OISP_FILENAME_MAX + OISP_PATH_MAX + OISP_ENV_MAX];
 };
 
 /* An outgoing TCP connection: recorded when connect() leaves SYN_SENT. */
@@ -151,8 +163,6 @@ struct oisp_dns_event {
 	char comm[OISP_COMM_LEN];
 };
 
-#define OISP_PATH_MAX 256
-
 /* openat()/open()/creat()/openat2() succeeded in a watched process. */
 struct oisp_file_open_event {
 	__u16 kind;	/* OISP_REC_FILE_OPEN */
@@ -168,7 +178,7 @@ struct oisp_file_open_event {
 	__u32 path_len;	/* bytes of path, without the NUL */
 	__u32 pad;
 	char comm[OISP_COMM_LEN];
-	char path[OISP_PATH_MAX]; /* as the process passed it: maybe relative */
+	char path[OISP_PATH_MAX]; /* absolute (OISP_FLAG_PATH_RESOLVED) or as the process passed it */
 };
 
 /* close() of a file opened in a watched process: what was read and written through it. */
@@ -223,6 +233,8 @@ struct oisp_config {
 	__u32 network_events; /* emit connect records */
 	__u32 file_mode;      /* enum oisp_file_mode */
 	__u32 socket_capture; /* capture plain-HTTP sockets to the ports in oisp_http_ports */
+	__u32 exec_env;	      /* exec records carry the environment */
+	__u32 pad;
 };
 
 #endif /* OISP_RECORDS_H */

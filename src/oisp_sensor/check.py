@@ -105,23 +105,20 @@ def run_checks() -> list[CheckResult]:
             name = _FAMILY_NAMES.get(target.family, target.family)
             probeable[name] = probeable.get(name, 0) + 1
         results.append(CheckResult(f"tls:{target.kind}", planned, detail, required=False))
-    count = sum(probeable.values())
-    unprobeable = len(targets) - count
-    results.append(
-        CheckResult(
-            "tls-targets",
-            count > 0,
-            (
-                f"{count} TLS target{'' if count == 1 else 's'} to probe ("
-                + ", ".join(f"{name}: {n}" for name, n in probeable.items())
-                + ")"
-                if count
-                else "no probeable OpenSSL, GnuTLS or Go crypto/tls found: TLS traffic cannot be captured"
-            )
-            + (f"; {unprobeable} found but not probeable" if unprobeable else ""),
-        )
-    )
+    results.append(_targets_summary(probeable, len(targets)))
     return results
+
+
+def _targets_summary(probeable: dict[str, int], found: int) -> CheckResult:
+    count = sum(probeable.values())
+    if count:
+        families = ", ".join(f"{name}: {n}" for name, n in probeable.items())
+        detail = f"{count} TLS target{'' if count == 1 else 's'} to probe ({families})"
+    else:
+        detail = "no probeable OpenSSL, GnuTLS or Go crypto/tls found: TLS traffic cannot be captured"
+    if found > count:
+        detail += f"; {found - count} found but not probeable"
+    return CheckResult("tls-targets", count > 0, detail)
 
 
 def _describe_target(target: Target) -> tuple[bool, str]:
@@ -136,7 +133,8 @@ def _describe_target(target: Target) -> tuple[bool, str]:
         return False, f"{what}: found, NOT probeable: no probe point (found by {target.found_by})"
     # Go's names are long ("crypto/tls.(*Conn).Read"): the method name says enough.
     functions = ", ".join(f.rsplit(".", 1)[-1] if target.family == "go" else f for f in target.functions)
-    return True, f"{what} ({functions}; {len(points)} probes; found by {target.found_by})"
+    probes = sum(1 + (p.return_program is not None) for p in points)
+    return True, f"{what} ({functions}; {probes} probes; found by {target.found_by})"
 
 
 def format_results(results: list[CheckResult]) -> tuple[str, bool]:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from . import __version__
-from .config import ConfigError, SensorConfig, load_config, unavailable_exporters
+from .config import ConfigError, SensorConfig, load_config
 from .redact import full_mode_warnings
 
 PROG = "oisp-sensor"
@@ -165,19 +165,20 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
     from .capture.layout import FileMode
     from .capture.loader import CaptureError, CaptureOptions, KernelCapture
     from .export.base import ExporterError
-    from .export.jsonl import JsonlExporter
+    from .export.factory import build_exporters
     from .pipeline import STATUS_DIR, Pipeline, Sensor
 
     if os.geteuid() != 0:
         _err("capture needs root (eBPF uprobes): run it with sudo")
         sys.exit(EXIT_FAILURE)
-    for name in unavailable_exporters(config):
-        _err(f"warning: [export.{name}] is enabled but this version has no {name} exporter yet; ignored")
     for warning in full_mode_warnings(config):
         _err(warning)
-    exporters = []
-    if config.export.jsonl.enabled:
-        exporters.append(JsonlExporter(config.export.jsonl))
+    try:
+        exports = build_exporters(config)
+    except ExporterError as exc:
+        _err(str(exc))
+        sys.exit(EXIT_USAGE)
+    exporters = exports.exporters
     if not exporters:
         _err("no exporter enabled: give --output PATH or enable one in the config")
         sys.exit(EXIT_USAGE)
@@ -195,6 +196,7 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
         file_mode=FileMode.OFF if not cap.file else FileMode.ALL if cap.file_scope == "all" else FileMode.WATCHED,
         socket_capture=cap.plain_http,
         http_ports=tuple(cap.http_ports),
+        exec_env=cap.process_env,
     )
     status_path = args.status_file or os.path.join(STATUS_DIR, f"{os.getpid()}.json")
     sensor: Sensor | None = None
@@ -204,6 +206,7 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
         on_exec=pipeline.processes.note_exec,
     )
     sensor = Sensor(pipeline, capture, status_path=status_path)
+    exports.set_stats_provider(sensor.stats)
     pipeline.on_ai_process = capture.watch  # its files, and its children's, from now on
     if args.save_raw:
         pipeline.raw_writer = _open_raw_writer(args.save_raw, pipeline)
@@ -215,9 +218,7 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
             exporter.close(1.0)
         sys.exit(EXIT_FAILURE)
     summary = capture.probe_summary()
-    outputs = ", ".join(
-        f"{e.name}:{getattr(e, 'path', '')}" if getattr(e, "path", "") else e.name for e in exporters
-    )
+    outputs = exports.describe()
     if not args.quiet:
         _err(
             f"capture attached: {len(summary['targets'])} TLS libraries, {summary['probes']} probes; "

@@ -34,6 +34,7 @@ from .capture.records import (
     ProcessExitRecord,
 )
 from .config import SensorConfig
+from .decode.agent_sessions import AgentSessions
 from .decode.ai_events import AiEventBuilder
 from .decode.connection import ConnectionTracker
 from .decode.file_events import FileEventBuilder
@@ -103,6 +104,8 @@ class Pipeline:
                 self.clock.wall_ns, local_providers=frozenset(p.id for p in registry if p.default_ports)
             ),
         )
+        # agent.session / agent.plan_step over the AI events; process trees from the cache
+        self.sessions = AgentSessions(self.clock.new_event_id, parent_of=self._parent_of)
         self.system = SystemEventBuilder(
             self.clock.new_event_id, process=config.capture.process, network=config.capture.network
         )
@@ -180,6 +183,7 @@ class Pipeline:
             self._emit_all(self.system.exec(record, self._exec_context(record)))
         elif isinstance(record, ProcessExitRecord):
             self._decode(record)  # finishes the exchanges of its connections first
+            self._emit_all(self.sessions.process_exit(record.pid, record.ts_ns))
             self.processes.known(record.pid, record.comm)  # gone: no /proc to read
             self._emit_all(self.system.exit(record))
             self._seen_pids.discard(record.pid)
@@ -209,7 +213,10 @@ class Pipeline:
     def _build(self, outputs: list[DecodeOutput]) -> None:
         """HTTP decoder outputs -> AI events -> emitted."""
         for output in outputs:
-            self._emit_all(self.builder.process(output))
+            self._emit_all(self.sessions.observe(self.builder.process(output)))
+
+    def _parent_of(self, pid: int) -> int | None:
+        return self.processes.get(pid).ppid or None
 
     def _emit_all(self, events: list[SensorEvent]) -> None:
         for event in events:
@@ -228,7 +235,7 @@ class Pipeline:
             name=record.comm,
             exe=live.exe if same_image else _resolve_exe(record.filename),
             cmdline=list(record.args),
-            cwd=live.cwd if same_image else noted_cwd,
+            cwd=record.cwd or (live.cwd if same_image else noted_cwd),
             uid=record.uid,
             gid=record.gid,
             start_ticks=live.start_ticks,
@@ -254,11 +261,13 @@ class Pipeline:
             return
         self._last_expire = now
         self._build(self.tracker.expire_idle(now, self.idle_ns))
+        self._emit_all(self.sessions.expire(now))
         self.dispatch()
 
     def finish(self) -> None:
         """Shutdown: every pending exchange is emitted (marked incomplete where it is)."""
         self._build(self.tracker.flush(time.monotonic_ns()))
+        self._emit_all(self.sessions.close_all(time.monotonic_ns()))
         self.dispatch()
 
     # ---- events ---------------------------------------------------------------------
@@ -304,6 +313,8 @@ class Pipeline:
             "events_by_type": dict(self.events_by_type),
             "decode": self.tracker.counters.as_dict(),
             "ai": asdict(self.builder.counters),
+            "mcp": asdict(self.builder.mcp_counters),
+            "agent_sessions": asdict(self.sessions.counters),
             "system": asdict(self.system.counters),
             "file": asdict(self.files.counters),
             "filtered_records": self.filter.dropped,

@@ -55,6 +55,10 @@ def _c_layout(tmp_path: Path) -> dict[str, int]:
         "OISP_WATCH_FILES",
         "OISP_WATCH_SOCKETS",
         "OISP_FILES_ALL",
+        "OISP_ENV_MAX",
+        "OISP_FLAG_DUP",
+        "OISP_FLAG_PATH_RESOLVED",
+        "OISP_FLAG_INHERITED",
     ):
         lines.append(f'printf("{name} %d\\n", (int){name});')
     lines += ["return 0; }"]
@@ -93,6 +97,10 @@ def test_ctypes_mirror_matches_header(tmp_path: Path) -> None:
     assert c["OISP_WATCH_FILES"] == layout.WATCH_FILES
     assert c["OISP_WATCH_SOCKETS"] == layout.WATCH_SOCKETS
     assert c["OISP_FILES_ALL"] == layout.FileMode.ALL
+    assert c["OISP_ENV_MAX"] == layout.ENV_MAX
+    assert c["OISP_FLAG_DUP"] == layout.FLAG_DUP
+    assert c["OISP_FLAG_PATH_RESOLVED"] == layout.FLAG_PATH_RESOLVED
+    assert c["OISP_FLAG_INHERITED"] == layout.FLAG_INHERITED
 
 
 def test_struct_parsers_match_ctypes() -> None:

@@ -54,8 +54,10 @@ def test_control_records() -> None:
     fork = parse_record(CTL_EVENT.pack(5, 0, 8, 8, 7, 102, 0, 0, 0, 0, b"bash"))
     assert fork == ForkRecord(pid=8, ppid=7, ts_ns=102, comm="bash")
     args, name = b"curl\0-s\0https://x\0", b"/usr/bin/curl"
-    hdr = EXEC_HDR.pack(4, 1, 7, 7, 1, 1000, 1000, 101, len(args), len(name), b"curl")
-    exec_ = parse_record(hdr + args + name)
+    cwd, env = b"/home/u", b"HOME=/home/u\0LANG=C.UTF-8\0PARTI"
+    flags = 0x1 | 0x10  # args truncated, cwd resolved
+    hdr = EXEC_HDR.pack(4, flags, 7, 7, 1, 1000, 1000, 101, len(args), len(name), len(cwd), len(env), b"curl")
+    exec_ = parse_record(hdr + args + name + cwd + env)
     assert exec_ == ExecRecord(
         pid=7,
         ppid=1,
@@ -67,9 +69,15 @@ def test_control_records() -> None:
         filename="/usr/bin/curl",
         args=["curl", "-s", "https://x"],
         args_truncated=True,
+        cwd="/home/u",
+        env=["HOME=/home/u", "LANG=C.UTF-8"],  # the variable cut at the end is dropped
+        env_truncated=True,
     )
     with pytest.raises(MalformedRecord):
         parse_record(hdr + args)  # the filename is missing
+    bare = EXEC_HDR.pack(4, 0, 7, 7, 1, 0, 0, 101, len(args), len(name), 0, 0, b"curl")
+    assert parse_record(bare + args + name).cwd == ""
+    assert parse_record(bare + args + name).env is None
     net = NET_EVENT.pack(
         6,
         0,

@@ -54,8 +54,10 @@ class GoBinary:
 def is_go_elf(elf: ELFFile) -> bool:
     """A Go executable: the Go linker always writes build info and a pclntab section."""
     names = {section.name for section in elf.iter_sections()}
-    return ".go.buildinfo" in names or ".note.go.buildid" in names or any(
-        name.endswith("gopclntab") for name in names
+    return (
+        ".go.buildinfo" in names
+        or ".note.go.buildid" in names
+        or any(name.endswith("gopclntab") for name in names)
     )
 
 
@@ -156,7 +158,11 @@ def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
 
 def _read_vaddr(elf: ELFFile, f: BinaryIO, vaddr: int, size: int) -> bytes | None:
     for seg in elf.iter_segments():
-        if seg["p_type"] == "PT_LOAD" and seg["p_vaddr"] <= vaddr and vaddr + size <= seg["p_vaddr"] + seg["p_filesz"]:
+        if (
+            seg["p_type"] == "PT_LOAD"
+            and seg["p_vaddr"] <= vaddr
+            and vaddr + size <= seg["p_vaddr"] + seg["p_filesz"]
+        ):
             f.seek(vaddr - seg["p_vaddr"] + seg["p_offset"])
             return f.read(size)
     return None
@@ -183,7 +189,9 @@ def _symtab_functions(elf: ELFFile, names: tuple[str, ...]) -> dict[str, GoFunct
         return {}
     data = symtab.data()
     found: dict[str, GoFunction] = {}
-    for st_name, st_info, _other, shndx, value, size in _SYM64.iter_unpack(data[: len(data) - len(data) % 24]):
+    for st_name, st_info, _other, shndx, value, size in _SYM64.iter_unpack(
+        data[: len(data) - len(data) % 24]
+    ):
         name = wanted.get(st_name)
         if name and (st_info & 0xF) == _STT_FUNC and shndx != 0 and value:
             found[name] = GoFunction(name, value, size)

@@ -17,7 +17,11 @@ ARGS_MAX = 4096
 FILENAME_MAX = 256
 DNS_NAME_MAX = 128
 DNS_ADDRS_MAX = 8
-PATH_MAX = 256
+PATH_MAX = 512
+ENV_MAX = 4096
+FLAG_DUP = 0x8
+FLAG_PATH_RESOLVED = 0x10
+FLAG_INHERITED = 0x20
 FLAG_FD_REUSED = 0x2
 WATCH_FILES = 0x1
 WATCH_SOCKETS = 0x2
@@ -110,6 +114,8 @@ class ExecHdr(ctypes.Structure):
         ("ts_ns", ctypes.c_uint64),
         ("args_len", ctypes.c_uint32),
         ("filename_len", ctypes.c_uint32),
+        ("cwd_len", ctypes.c_uint32),
+        ("env_len", ctypes.c_uint32),
         ("comm", ctypes.c_char * COMM_LEN),
     ]
 
@@ -195,6 +201,8 @@ class Config(ctypes.Structure):
         ("network_events", ctypes.c_uint32),
         ("file_mode", ctypes.c_uint32),
         ("socket_capture", ctypes.c_uint32),
+        ("exec_env", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
     ]
 
 

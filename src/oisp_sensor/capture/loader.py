@@ -114,6 +114,7 @@ class CaptureOptions:
     file_mode: FileMode = FileMode.WATCHED  # whose file opens and closes are recorded
     socket_capture: bool = True  # plain-HTTP traffic to http_ports
     http_ports: tuple[int, ...] = DEFAULT_HTTP_PORTS
+    exec_env: bool = False  # exec records carry the environment (opt-in)
 
 
 class KernelCapture:
@@ -225,6 +226,7 @@ class KernelCapture:
             network_events=int(self.options.network_events),
             file_mode=int(self.options.file_mode),
             socket_capture=int(self.options.socket_capture),
+            exec_env=int(self.options.exec_env),
         )
         key = ctypes.c_uint32(0)
         fd = self.bpf.lib.bpf_map__fd(self._map("oisp_config"))

@@ -14,10 +14,14 @@ from .layout import (
     DATA_HDR_SIZE,
     DNS_ADDRS_MAX,
     DNS_EVENT_SIZE,
+    ENV_MAX,
     EXEC_HDR_SIZE,
     FILE_CLOSE_SIZE,
     FILE_OPEN_SIZE,
+    FLAG_DUP,
     FLAG_FD_REUSED,
+    FLAG_INHERITED,
+    FLAG_PATH_RESOLVED,
     NET_EVENT_SIZE,
     PATH_MAX,
     RecordKind,
@@ -40,7 +44,7 @@ from .records import (
 # Must match the structs of bpf/oisp_records.h (checked by tests/unit/test_layout.py).
 DATA_HDR = struct.Struct("<HHIIIQQQIIBB6x16s")
 CTL_EVENT = struct.Struct("<HHIIIQQiIQ16s")
-EXEC_HDR = struct.Struct("<HHIIIIIQII16s")
+EXEC_HDR = struct.Struct("<HHIIIIIQIIII16s")
 NET_EVENT = struct.Struct("<HHIIIQQHHHBB16s16s16s")
 DNS_EVENT = struct.Struct(f"<HHIIiQQI{DNS_ADDRS_MAX}H{DNS_ADDRS_MAX * 16}s128s16s4x")  # 4x: tail padding
 FILE_OPEN = struct.Struct(f"<HHIIIQiiIIII16s{PATH_MAX}s")
@@ -118,12 +122,27 @@ def parse_record(buf: bytes) -> RawRecord:
 def _parse_exec(buf: bytes) -> ExecRecord:
     if len(buf) < EXEC_HDR_SIZE:
         raise MalformedRecord("short exec record")
-    (_, flags, pid, tid, ppid, uid, gid, ts_ns, args_len, name_len, comm) = EXEC_HDR.unpack_from(buf)
-    if EXEC_HDR_SIZE + args_len + name_len > len(buf):
+    (_, flags, pid, tid, ppid, uid, gid, ts_ns, args_len, name_len, cwd_len, env_len, comm) = (
+        EXEC_HDR.unpack_from(buf)
+    )
+    end = EXEC_HDR_SIZE + args_len + name_len + cwd_len + env_len
+    if end > len(buf) or cwd_len > PATH_MAX or env_len > ENV_MAX:
         raise MalformedRecord("exec record lengths out of range")
-    raw_args = buf[EXEC_HDR_SIZE : EXEC_HDR_SIZE + args_len]
-    filename = buf[EXEC_HDR_SIZE + args_len : EXEC_HDR_SIZE + args_len + name_len]
+    at = EXEC_HDR_SIZE
+    raw_args = buf[at : at + args_len]
+    filename = buf[at + args_len : at + args_len + name_len]
+    at += args_len + name_len
+    cwd = buf[at : at + cwd_len].decode("utf-8", "replace") if flags & FLAG_PATH_RESOLVED else ""
     args = [a.decode("utf-8", "replace") for a in raw_args.rstrip(b"\0").split(b"\0")] if raw_args else []
+    env = None
+    env_truncated = False
+    if env_len:
+        raw_env = buf[at + cwd_len : at + cwd_len + env_len]
+        items = raw_env.split(b"\0")
+        if not raw_env.endswith(b"\0"):  # cut in the middle of a variable: drop that one
+            items = items[:-1]
+            env_truncated = True
+        env = [item.decode("utf-8", "replace") for item in items if item]
     return ExecRecord(
         pid=pid,
         ppid=ppid,
@@ -135,6 +154,9 @@ def _parse_exec(buf: bytes) -> ExecRecord:
         filename=filename.decode("utf-8", "replace"),
         args=args,
         args_truncated=bool(flags & _TRUNCATED),
+        cwd=cwd,
+        env=env,
+        env_truncated=env_truncated,
     )
 
 
@@ -194,7 +216,9 @@ def _parse_file_open(buf: bytes) -> FileOpenRecord:
         raise MalformedRecord("file open record path length out of range")
     return FileOpenRecord(pid=pid, tid=tid, uid=uid, ts_ns=ts_ns, fd=fd, dirfd=dirfd, open_flags=open_flags,
                           mode=mode, path=path[:path_len].decode("utf-8", "replace"),
-                          path_truncated=bool(flags & _TRUNCATED), comm=_comm(comm))  # fmt: skip
+                          path_truncated=bool(flags & _TRUNCATED), comm=_comm(comm),
+                          resolved=bool(flags & FLAG_PATH_RESOLVED), dup=bool(flags & FLAG_DUP),
+                          inherited=bool(flags & FLAG_INHERITED))  # fmt: skip
 
 
 def _parse_file_close(buf: bytes) -> FileCloseRecord:

@@ -225,7 +225,9 @@ def _go_instructions(binary: _Binary, fn: GoFunction) -> list[capstone.CsInsn]:
     insns = list(binary._md.disasm(code, fn.vaddr))
     end = insns[-1].address + insns[-1].size if insns else fn.vaddr
     if end != fn.vaddr + fn.size:
-        raise ValueError(f"{fn.name}: cannot disassemble past 0x{end:x} (function ends at 0x{fn.vaddr + fn.size:x})")
+        raise ValueError(
+            f"{fn.name}: cannot disassemble past 0x{end:x} (function ends at 0x{fn.vaddr + fn.size:x})"
+        )
     return insns
 
 

@@ -83,6 +83,9 @@ class ExecRecord:
     filename: str = ""  # the path given to execve
     args: list[str] = field(default_factory=list)
     args_truncated: bool = False
+    cwd: str = ""  # working directory at exec, from the kernel ("" if it could not be built)
+    env: list[str] | None = None  # "NAME=value" items, only when asked for (opt-in)
+    env_truncated: bool = False
 
 
 @dataclass(slots=True)
@@ -139,9 +142,12 @@ class FileOpenRecord:
     dirfd: int  # AT_FDCWD (-100) or the directory fd a relative path is relative to
     open_flags: int
     mode: int
-    path: str  # as the process passed it: maybe relative
+    path: str  # absolute when `resolved`, else as the process passed it (maybe relative)
     path_truncated: bool = False
     comm: str = ""
+    resolved: bool = False  # the kernel built the path from the opened file itself
+    dup: bool = False  # a copy of descriptor `dirfd` (dup/dup2/dup3/fcntl), not an open
+    inherited: bool = False  # got already open (e.g. `cmd > file` from a shell), seen at first use
 
 
 @dataclass(slots=True)

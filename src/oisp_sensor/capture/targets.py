@@ -97,7 +97,9 @@ class TargetScanner:
         if go is None or not go.uses_tls:
             return None
         functions = tuple(go.functions)
-        return Target(path, st.st_dev, st.st_ino, "executable", functions, found_by, "go", go.version, go.problem)
+        return Target(
+            path, st.st_dev, st.st_ino, "executable", functions, found_by, "go", go.version, go.problem
+        )
 
     def system_libraries(self) -> list[Target]:
         """libssl from the loader cache and the usual directories."""
@@ -124,8 +126,7 @@ class TargetScanner:
         found = []
         root = f"/proc/{pid}/root"
         for path in _process_candidates(pid):
-            # Paths in /proc/PID/maps are in the process's mount namespace.
-            target = self.examine(root + path if os.path.exists(root) else path, found_by)
+            target = self.examine(_stable_path(root, path), found_by)
             if target:
                 found.append(target)
         return found
@@ -246,6 +247,26 @@ def _process_candidates(pid: int) -> Iterator[str]:
             if path.startswith("/") and path not in seen and not path.endswith(" (deleted)"):
                 seen.add(path)
                 yield path
+
+
+def _stable_path(root: str, path: str) -> str:
+    """How to open `path`, a path in the mount namespace of the process whose root is `root`.
+
+    Through /proc/PID/root in general; but the plain path when it names the same file here,
+    because that one stays valid after the process exits: a short-lived program (a Go
+    client, whose executable is the target) is often gone before its probes are attached.
+    """
+    inside = root + path
+    try:
+        st_inside = os.stat(inside)
+    except OSError:
+        return path
+    try:
+        st_here = os.stat(path)
+    except OSError:
+        return inside
+    same = (st_inside.st_dev, st_inside.st_ino) == (st_here.st_dev, st_here.st_ino)
+    return path if same else inside
 
 
 def _pids() -> Iterator[int]:

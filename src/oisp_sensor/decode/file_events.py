@@ -106,6 +106,11 @@ class FileEventBuilder:
     def _resolve(self, record: FileOpenRecord) -> tuple[str, list[str]]:
         path = record.path
         reasons = ["path_truncated"] if record.path_truncated else []
+        if record.resolved:
+            return path, reasons
+        if record.dup:  # the kernel could not name the copy: name it after the original
+            original = self._open.get((record.pid, record.dirfd))
+            return (original.path, original.reasons) if original else ("", ["path_unknown"])
         if path.startswith("/"):
             return os.path.normpath(path), reasons
         if record.dirfd == AT_FDCWD:
@@ -126,10 +131,16 @@ class FileEventBuilder:
             self._open.pop(key, None)
             self.counters.filtered += 1
             return []
-        flags = flag_names(record.open_flags)
+        if record.dup:  # not an open: what goes through the copy is reported at its close
+            original = self._open.get((record.pid, record.dirfd))
+            flags = original.flags if original else []
+        else:
+            flags = flag_names(record.open_flags)
         self._open[key] = _OpenFile(path, flags, reasons)
         if len(self._open) > 200_000:  # closes lost with their records: forget the oldest
             self._open.pop(next(iter(self._open)))
+        if record.dup:
+            return []
         self.counters.file_open += 1
         data: dict[str, Any] = {
             "path": path,
@@ -137,10 +148,10 @@ class FileEventBuilder:
             "fd": record.fd,
             "related_process_pid": record.pid,
         }
-        if record.open_flags & os.O_CREAT:
+        if record.inherited:
+            data["inherited"] = True  # opened by a parent (a shell redirection), first used here
+        if record.open_flags & os.O_CREAT and not record.inherited:
             data["mode"] = f"0{record.mode & 0o7777:o}"
-        if path != record.path:
-            data["path_as_opened"] = record.path
         return [self._event(FILE_OPEN, record.ts_ns, data, record.pid, record.tid, record.uid, record.comm,
                             reasons)]  # fmt: skip
 

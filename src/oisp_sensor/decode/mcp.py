@@ -89,6 +89,7 @@ class _Session:
     server: dict[str, Any] = field(default_factory=dict)  # name, version
     protocol_version: str | None = None
     session_id: str | None = None
+    url: str | None = None
 
 
 @dataclass(slots=True)
@@ -185,9 +186,23 @@ class McpTracker:
         """Count a body, line or event that claimed to be MCP but was not JSON-RPC."""
         self.counters.malformed += 1
 
-    def set_session_id(self, key: SessionKey, session_id: str) -> None:
-        """The transport's own session id (Mcp-Session-Id header, SSE endpoint query)."""
-        self._session(key).session_id = session_id
+    def set_session_id(self, key: SessionKey, session_id: str, url: str | None = None) -> None:
+        """The transport's own session id (Mcp-Session-Id header, SSE endpoint query), and
+        the URL that names the server when it is not the one posted to (HTTP+SSE's /sse)."""
+        session = self._session(key)
+        session.session_id = session_id
+        if url is not None:
+            session.url = url
+
+    def rekey(self, old: SessionKey, new: SessionKey, session_id: str) -> None:
+        """The server assigned a session id in its answer to `initialize`: what was
+        learned under the pre-session key (server name, protocol) carries over."""
+        learned = self._sessions.get(old)
+        session = self._session(new)
+        session.session_id = session_id
+        if learned is not None:
+            session.server = session.server or learned.server
+            session.protocol_version = session.protocol_version or learned.protocol_version
 
     def unanswered(
         self,
@@ -318,8 +333,9 @@ class McpTracker:
     @staticmethod
     def _mcp_context(key: SessionKey, session: _Session, endpoint: Endpoint) -> dict[str, Any]:
         server: dict[str, Any] = dict(session.server)
-        if endpoint.url is not None:
-            server["url"] = endpoint.url
+        url = session.url or endpoint.url
+        if url is not None:
+            server["url"] = url
         if endpoint.command is not None:
             server["command"] = endpoint.command
         out: dict[str, Any] = {"server": server, "transport": endpoint.transport}

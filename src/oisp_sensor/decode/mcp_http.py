@@ -136,6 +136,10 @@ class McpHttp:
         conn = done.conn
         if response is None:
             return self._lost(conn, exchange, done.request.end_ts_ns, "response_missing")
+        assigned = response.header("mcp-session-id")
+        pid, host, scope = exchange.key
+        if assigned and scope != assigned:
+            self.tracker.rekey(exchange.key, (pid, host, assigned), assigned)
         events: list[SensorEvent] = []
         if response.is_event_stream:
             # Events not handed over as StreamEvents (missed, or held back): what the
@@ -169,7 +173,7 @@ class McpHttp:
                 pid, host, _ = exchange.key
                 exchange.key = (pid, host, session_id)
                 exchange.endpoint.transport = "sse"
-                self.tracker.set_session_id(exchange.key, session_id)
+                self.tracker.set_session_id(exchange.key, session_id, exchange.endpoint.url)
             return []
         if not event.data.strip():
             return []  # keep-alive or priming event

@@ -97,7 +97,11 @@ class SystemEventBuilder:
         }
         if record.filename and record.filename != exe:
             data["filename"] = record.filename
+        if record.env is not None:  # opt-in ([capture] process_env); redacted downstream
+            data["env"] = dict(item.split("=", 1) if "=" in item else (item, "") for item in record.env)
         reasons = ["args_truncated"] if record.args_truncated else []
+        if record.env_truncated:
+            reasons.append("env_truncated")
         if not data["cwd"]:
             reasons.append("cwd_unknown")
         return [self._event(PROCESS_EXEC, record.ts_ns, data, record.pid, record.tid, record.uid, record.comm,

@@ -8,6 +8,7 @@ crash lose at most a second of events.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import IO, Any
 
@@ -100,8 +101,6 @@ class JsonlExporter(QueuedExporter):
         except OSError as exc:
             raise ExporterError(f"cannot write events to {self.path}: {exc.strerror or exc}") from None
         finally:
-            try:
+            with contextlib.suppress(OSError):  # the unwritable buffer was reported just above
                 self._file.close()
-            except OSError:
-                pass  # the unwritable buffer was reported just above
             self._file = None

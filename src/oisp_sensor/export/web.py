@@ -15,6 +15,7 @@ user happens to visit must not be able to read their AI traffic through localhos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -146,10 +147,9 @@ class WebServer:
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         loop = self.loop
         if loop is not None and not loop.is_closed():
-            try:
+            # RuntimeError: the loop closed in between (shutting down)
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:
-                pass  # the loop closed in between: shutting down
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._thread is None or self.loop is None:
@@ -161,3 +161,25 @@ class WebServer:
     @property
     def running(self) -> bool:
         return self._thread is not None
+
+
+class SharedServer:
+    """One WebServer for the exporters it carries: started by the first to open, stopped
+    when the last closes."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self.server.start()
+            self._users += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self.server.stop()

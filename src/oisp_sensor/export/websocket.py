@@ -18,8 +18,8 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..config import WebSocketExport
-from .base import ExporterError, QueuedExporter
-from .web import WebServer
+from .base import QueuedExporter
+from .web import SharedServer
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +101,21 @@ class StreamHub:
 
 
 class WebSocketExporter(QueuedExporter):
-    def __init__(self, config: WebSocketExport, server: WebServer, name: str = "websocket") -> None:
+    def __init__(self, config: WebSocketExport, shared: SharedServer, name: str = "websocket") -> None:
         super().__init__(name, queue_size=config.queue_size, batch_size=1024)
         self.config = config
-        self.server = server
+        self.shared = shared
+        self.server = server = shared.server
         self.hub = StreamHub(config.client_buffer, config.max_clients)
         for path in PATHS:
             server.add_get(path, self.hub.handle)
         server.on_shutdown(self.hub.close_all)
 
     def open(self) -> None:
-        if not self.server.running:
-            raise ExporterError("the web server is not running")
+        self.shared.acquire()  # listens now: a port in use is an error at start
+
+    def shutdown(self) -> None:
+        self.shared.release()
 
     def deliver(self, batch: list[dict[str, Any]]) -> None:
         # Serialised here, in this exporter's thread, once for every client.

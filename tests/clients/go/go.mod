@@ -1,0 +1,3 @@
+module oisp-sensor/tests/clients/go
+
+go 1.19
