@@ -65,6 +65,12 @@ def _add_record_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="file events of every process (default: AI processes and what they run)",
     )
+    p.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the live event stream (ws://localhost:PORT/ws/events) and /metrics",
+    )
+    p.add_argument("--port", type=int, metavar="PORT", help="web port (default 7777)")
     p.add_argument("--status-file", metavar="PATH", help="where to publish live counters (for `status`)")
     p.add_argument(
         "--save-raw", metavar="PATH", help="also save the raw kernel records (replay with decode-raw)"
@@ -117,6 +123,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         over.setdefault("export", {})["jsonl"] = {"append": args.append}
     if args.redaction:
         over["redaction"] = {"mode": args.redaction}
+    if getattr(args, "web", False):
+        over.setdefault("export", {})["websocket"] = {"enabled": True}
+        over["export"]["metrics"] = {"enabled": True}
+    if getattr(args, "port", None) is not None:
+        over.setdefault("export", {}).setdefault("websocket", {})["port"] = args.port
     capture: dict[str, Any] = {}
     if args.ssl_path:
         capture["ssl_paths"] = args.ssl_path

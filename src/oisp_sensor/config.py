@@ -122,8 +122,9 @@ class WebSocketExport(Section):
     token: str = ""
     # Browser pages allowed to connect besides loopback origins (e.g. "https://ops.example.com").
     allowed_origins: list[str] = Field(default_factory=list)
-    # Messages held for one client before it is too slow and is disconnected.
-    client_buffer: int = Field(default=1000, ge=1)
+    # Messages held for one client before it is too slow and is disconnected (the
+    # messages are shared by all clients: a large buffer costs a pointer per message).
+    client_buffer: int = Field(default=10_000, ge=1)
     max_clients: int = Field(default=64, ge=1)
     queue_size: int = Field(default=100_000, ge=1)
     # Redaction mode for this destination only (default: [redaction] mode).

@@ -323,6 +323,20 @@ class Pipeline:
         }
 
 
+def close_exporters(exporters: list[Exporter], timeout: float) -> None:
+    """Flush and close every exporter at once, so one dead destination's deadline does not
+    add to the others': shutdown takes at most `timeout` (plus a second), however many."""
+    threads = [
+        threading.Thread(target=e.close, args=(timeout,), name=f"oisp-close-{e.name}", daemon=True)
+        for e in exporters
+    ]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + timeout + 1.0
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+
+
 class Sensor:
     """A running sensor: kernel capture feeding a Pipeline in its own thread."""
 
@@ -371,8 +385,7 @@ class Sensor:
         self.pipeline.finish()
         if self.pipeline.raw_writer is not None:
             self.pipeline.raw_writer.close()
-        for exporter in self.pipeline.exporters:
-            exporter.close(flush_timeout)
+        close_exporters(self.pipeline.exporters, flush_timeout)
         stats = self.stats()
         self.capture.close()
         self._write_status(stats, final=True)

@@ -35,7 +35,12 @@ Endpoints (any Host; OpenAI-compatible providers are matched by path suffix so G
   ``content_block_start``, ``ping``, ``content_block_delta``, ``content_block_stop``,
   ``message_delta``, ``message_stop``).
 * ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse`` --
-  Gemini, text only.
+  Gemini, text and function calls (``functionCall`` / ``functionResponse``); ``:embedContent``
+  and ``:batchEmbedContents``.
+* Mistral on ``api.mistral.ai`` (chat, streamed chat, embeddings), Cohere ``/v2/chat`` and
+  ``/v2/embed``, Ollama's native ``/api/chat``, ``/api/generate``, ``/api/embed`` (NDJSON
+  streams), ``/api/tags``, ``/api/version``: see :mod:`tests.support.fake_apis`. With
+  ``--plain`` (no TLS) the same endpoints serve a local Ollama on ``--port 11434``.
 * ``GET /_fake/health`` and ``GET /_fake/stats`` (request count, server handling time).
 
 Deterministic content (tests may assert these exact values):
@@ -147,6 +152,19 @@ _ALNUM = string.ascii_letters + string.digits
 _rng = random.Random()
 _WORD_RE = re.compile(r"\s*\S+|\s+$")
 _ERROR_MODEL_RE = re.compile(r"^error-(\d{3})$")
+_OLLAMA_PATHS = frozenset(
+    {"/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/tags", "/api/version"}
+)
+
+
+def fake_apis() -> Any:
+    """The Mistral, Cohere, Ollama and Gemini-embedding emulations (`tests.support.fake_apis`).
+
+    Imported on first use: that module builds on this one's helpers.
+    """
+    from tests.support import fake_apis as module
+
+    return module
 
 
 # --------------------------------------------------------------------------------------------
@@ -870,6 +888,15 @@ class FakeProvider:
                 return self._control(req, path)
             if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path):
                 return self._gemini(req, path)
+            if path in _OLLAMA_PATHS:
+                return fake_apis().ollama(req, path)
+            if path in ("/v2/chat", "/v2/embed"):
+                return self._with_request_id(fake_apis().cohere(req, path))
+            host = req.headers.get("host", "").split(":", 1)[0].lower()
+            if host == "api.mistral.ai" and (
+                path.endswith("/chat/completions") or path.endswith("/embeddings")
+            ):
+                return self._with_request_id(fake_apis().mistral(req, path))
             if path == "/v1/messages":
                 rid = _rand_id("req_011", 21)
                 return self._with_request_id(self._anthropic(req, rid), rid, anthropic=True)
@@ -1344,7 +1371,10 @@ class FakeProvider:
 
     def _gemini(self, req: Request, path: str) -> Response:
         """``POST /v1beta/models/{model}:generateContent`` / ``:streamGenerateContent`` (text only)."""
-        match = re.match(r"^/v1(?:beta)?/models/([^:/]+):(generateContent|streamGenerateContent)$", path)
+        match = re.match(
+            r"^/v1(?:beta)?/models/([^:/]+):(generateContent|streamGenerateContent|embedContent|batchEmbedContents)$",
+            path,
+        )
         if match is None:
             return self._gemini_error(404, f"Unknown path {path}")
         model, method = match.groups()
@@ -1359,6 +1389,8 @@ class FakeProvider:
         status = self._error_status(model)
         if status is not None:
             return self._gemini_error(status, f"Fake error {status}.")
+        if method in ("embedContent", "batchEmbedContents"):
+            return fake_apis().gemini_embed(model, method, data)
         contents = data.get("contents")
         if not isinstance(contents, list) or not contents:
             return self._gemini_error(400, "* GenerateContentRequest.contents: contents is not specified")
@@ -1371,10 +1403,13 @@ class FakeProvider:
         user = next(
             (c for c in reversed(contents) if isinstance(c, dict) and c.get("role", "user") == "user"), {}
         )
-        text = greeting(content_text(user.get("parts")))
+        call, reply = fake_apis().gemini_turn(data, contents)
+        text = reply if reply is not None else greeting(content_text(user.get("parts")))
         cfg = data.get("generationConfig")
         text, cut = truncate(text, cfg.get("maxOutputTokens") if isinstance(cfg, dict) else None)
         out_tokens = words(text)
+        if call is not None:
+            text, out_tokens = "", TOOL_CALL_TOKENS
         usage = {
             "promptTokenCount": prompt,
             "candidatesTokenCount": out_tokens,
@@ -1384,7 +1419,8 @@ class FakeProvider:
         rid = _rand_id("", 22)
 
         def chunk(piece: str, last: bool) -> dict[str, Any]:
-            cand: dict[str, Any] = {"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0}
+            parts = [{"functionCall": call}] if call is not None else [{"text": piece}]
+            cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
             if last:
                 cand["finishReason"] = finish
             out: dict[str, Any] = {"candidates": [cand], "modelVersion": model, "responseId": rid}
@@ -1394,7 +1430,8 @@ class FakeProvider:
 
         if method == "generateContent":
             return Response(200, _json(chunk(text, True)))
-        pieces = split_deltas(text) or [""]
+        pieces = split_deltas(text) if call is None else []
+        pieces = pieces or [""]
         objs = [chunk(p, i == len(pieces) - 1) for i, p in enumerate(pieces)]
         if req.query.get("alt") == ["sse"]:
             return Response(
@@ -1525,9 +1562,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", help="server private key (PEM)")
     parser.add_argument("--ready-file", help="written (atomically, JSON) once the socket listens")
     parser.add_argument("--http2", action="store_true", help="offer h2 (then http/1.1) via ALPN")
+    parser.add_argument(
+        "--plain", action="store_true", help="plain HTTP, no TLS (a local Ollama: --plain --port 11434)"
+    )
     args = parser.parse_args(argv)
     if bool(args.cert) != bool(args.key):
         parser.error("--cert and --key go together")
+    if args.plain and args.cert:
+        parser.error("--plain serves without TLS: no --cert/--key")
     asyncio.run(_serve_forever(args))
     return 0
 

@@ -277,6 +277,33 @@ def fake_provider(
 
 
 H2_PORT = 8443
+#: Where a local Ollama listens (plain HTTP), and so the plain fake Ollama.
+OLLAMA_PORT = 11434
+
+
+def _start_sibling(
+    fake_provider: FakeProviderHandle, workdir: Path, port: int, *flags: str
+) -> FakeProviderHandle:
+    """Another fake provider in the same namespace, on ``port``, with extra ``flags``."""
+    ready = workdir / "ready"
+    log_path = workdir / "log"
+    tls = fake_provider.tls
+    tls_args = [] if "--plain" in flags else ["--cert", str(tls.cert_path), "--key", str(tls.key_path)]
+    with open(log_path, "wb") as log:
+        proc = fake_provider.ns.popen(
+            [sys.executable, "-m", "tests.support.fake_provider", "--host", "127.0.0.1", "--port", str(port),
+             *tls_args, "--ready-file", str(ready), *flags],
+            env={"PYTHONPATH": str(REPO_ROOT)},
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=False,
+        )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
+        time.sleep(0.02)
+    return dataclasses.replace(fake_provider, process=proc, log_path=log_path, port=port)
 
 
 @pytest.fixture(scope="module")
@@ -284,38 +311,21 @@ def h2_fake(
     fake_provider: FakeProviderHandle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FakeProviderHandle]:
     """A second fake provider with ``--http2``, in the same namespace, on :data:`H2_PORT`."""
-    workdir = tmp_path_factory.mktemp("fake_provider_h2")
-    ready = workdir / "ready"
-    log_path = workdir / "log"
-    tls = fake_provider.tls
-    with open(log_path, "wb") as log:
-        proc = fake_provider.ns.popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.support.fake_provider",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(H2_PORT),
-                "--cert",
-                str(tls.cert_path),
-                "--key",
-                str(tls.key_path),
-                "--ready-file",
-                str(ready),
-                "--http2",
-            ],
-            env={"PYTHONPATH": str(REPO_ROOT)},
-            cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=False,
-        )
-    deadline = time.monotonic() + 20
-    while not ready.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
-        time.sleep(0.02)
-    yield dataclasses.replace(fake_provider, process=proc, log_path=log_path, port=H2_PORT)
-    proc.terminate()
-    proc.wait(10)
+    handle = _start_sibling(fake_provider, tmp_path_factory.mktemp("fake_provider_h2"), H2_PORT, "--http2")
+    yield handle
+    handle.process.terminate()
+    handle.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def fake_ollama_plain(
+    fake_provider: FakeProviderHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FakeProviderHandle]:
+    """The fake's Ollama API over plain HTTP (no TLS) on 127.0.0.1::data:`OLLAMA_PORT` in the
+    fake provider's namespace, as a local ``ollama serve`` would be: clients use
+    ``http://127.0.0.1:11434`` (``handle.url()`` builds https URLs and does not apply)."""
+    workdir = tmp_path_factory.mktemp("fake_ollama_plain")
+    handle = _start_sibling(fake_provider, workdir, OLLAMA_PORT, "--plain")
+    yield handle
+    handle.process.terminate()
+    handle.process.wait(10)

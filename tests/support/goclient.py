@@ -1,4 +1,4 @@
-"""Build the Go test client (tests/clients/go) with the Go toolchain from Debian.
+"""Build the Go test client (tests/clients/go) and other Go programs with Debian's Go toolchain.
 
 Standard library only, so the build is offline; CGO_ENABLED=0 so the client uses Go's own
 crypto/tls and resolver, never libc or OpenSSL (the sensor must see it through the Go
@@ -46,21 +46,26 @@ def go_build_env() -> dict[str, str]:
     }
 
 
-@functools.cache
 def build_go_client(stripped: bool = False) -> Path:
-    """The built client (`-ldflags=-s -w` when `stripped`). Raises GoBuildError."""
+    """The test client (`-ldflags=-s -w` when `stripped`). Raises GoBuildError."""
+    return build_go_program(GO_CLIENT_DIR, "oisp-go-client" + ("-stripped" if stripped else ""), stripped)
+
+
+@functools.cache
+def build_go_program(src_dir: Path, name: str, stripped: bool = False) -> Path:
+    """Build the Go module in `src_dir` into a temporary directory, once per process."""
     go = go_toolchain()
     if go is None:
         raise GoBuildError("the Go toolchain is not installed (apt-get install golang-go)")
-    out_dir = Path(tempfile.mkdtemp(prefix="oisp-go-client-"))
+    out_dir = Path(tempfile.mkdtemp(prefix="oisp-go-build-"))
     atexit.register(shutil.rmtree, out_dir, True)
-    out = out_dir / ("oisp-go-client-stripped" if stripped else "oisp-go-client")
+    out = out_dir / name
     cmd = [go, "build", "-o", str(out)]
     if stripped:
         cmd.append("-ldflags=-s -w")
     proc = subprocess.run(
-        [*cmd, "."], cwd=GO_CLIENT_DIR, env=go_build_env(), capture_output=True, text=True, timeout=600
+        [*cmd, "."], cwd=src_dir, env=go_build_env(), capture_output=True, text=True, timeout=600
     )
     if proc.returncode != 0:
-        raise GoBuildError(f"go build failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+        raise GoBuildError(f"go build in {src_dir} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
     return out

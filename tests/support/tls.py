@@ -40,6 +40,7 @@ PROVIDER_HOSTNAMES: tuple[str, ...] = (
     "api.moonshot.ai",
     "oisp-test.openai.azure.com",
     "bedrock-runtime.us-east-1.amazonaws.com",
+    "ollama.com",  # Ollama's cloud API: the native /api/* endpoints over HTTPS
 )
 
 #: Names for local access (health checks, debugging) that the certificate also covers.

@@ -149,3 +149,19 @@ def test_mcp_tool_call_identifies_an_agent() -> None:
     assert end.data["mcp_servers"] == ["https://mcp.example.com/mcp"]
     assert end.data["tools_used"] == {"lookup": 1}
     assert "usage" not in end.data and "cost" not in end.data
+
+
+def test_turns_before_identification_become_the_first_steps() -> None:
+    tracker = sessions()
+    chat = plain_chat_events()
+    assert tracker.observe(chat) == chat  # not an agent (yet)
+    out = tracker.observe(agent_loop_events())
+    assert [e.event_type for e in out[:3]] == ["agent.session", "agent.plan_step", "ai.request"]
+    start, held = out[0], out[1]
+    assert start.ts_ns == chat[0].ts_ns  # the run began with the plain chat
+    assert held.data["session_id"] == start.data["session_id"]
+    assert held.data["step"] == 1 and held.data["action"] == "answer"
+    assert held.data["related_event_id"] == chat[1].event_id
+    steps = [e.data["step"] for e in out if e.event_type == "agent.plan_step"]
+    assert steps == [1, 2, 3]
+    assert tracker.counters.plan_steps == 3

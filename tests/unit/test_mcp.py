@@ -25,7 +25,8 @@ from tests.unit.helpers_decode import CLOSE, Conn, R, Step, W, feed_all, http_re
 
 from oisp_sensor.decode.ai_events import AiEventBuilder
 from oisp_sensor.decode.connection import ConnectionTracker
-from oisp_sensor.decode.mcp import StdioFramer, parse_jsonrpc
+from oisp_sensor.decode.mcp import CLIENT, SERVER, Endpoint, McpTracker, StdioFramer, parse_jsonrpc
+from oisp_sensor.decode.messages import ConnInfo
 from oisp_sensor.schema.events import SensorEvent
 
 HOST = "mcp.example.com"
@@ -266,3 +267,28 @@ def test_stdio_framer_drops_an_overlong_line_whole() -> None:
     assert out == [] and bad == 1
     out, bad = framer.feed(b"tail of the long line\n" + orjson.dumps(CALL) + b"\n")
     assert out == [[CALL]] and bad == 0
+
+
+def test_stdio_messages_through_the_tracker() -> None:
+    """The stdio transport's messages (what pipe capture will hand over) give the same events."""
+    tracker = McpTracker(lambda ts: f"M{ts}")
+    conn = ConnInfo(key=(7, 0), pid=7, tid=7, uid=0, comm="agent")
+    key = (7, "stdio", "npx weather-server")
+    endpoint = Endpoint("stdio", command="npx weather-server")
+    to_server, to_client = StdioFramer(), StdioFramer()
+    events = []
+    for direction, framer, data, ts in (
+        (CLIENT, to_server, orjson.dumps(INIT) + b"\n", 1_000_000),
+        (SERVER, to_client, orjson.dumps(INIT_RESULT)[:20], 2_000_000),
+        (SERVER, to_client, orjson.dumps(INIT_RESULT)[20:] + b"\n", 3_000_000),
+        (CLIENT, to_server, orjson.dumps(CALL) + b"\n", 4_000_000),
+        (SERVER, to_client, orjson.dumps(RESULT) + b"\n", 9_000_000),
+    ):
+        lines, bad = framer.feed(data)
+        assert bad == 0
+        for messages in lines:
+            events.extend(tracker.messages(direction, conn, key, endpoint, messages, ts))
+    call, result = events
+    assert call.data["mcp"] == {"server": {"name": "weather", "version": "1.2", "command": "npx weather-server"},
+                                "transport": "stdio", "protocol_version": "2025-11-25"}  # fmt: skip
+    assert result.data["duration_ms"] == 5 and result.data["related_event_id"] == call.event_id

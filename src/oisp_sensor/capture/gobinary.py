@@ -75,7 +75,9 @@ def inspect_go_binary(path: str) -> GoBinary | None:
             if not is_go_elf(elf):
                 return None
             return _inspect(path, f, elf)
-        except (ELFError, ValueError, struct.error) as exc:
+        except (ELFError, ValueError, struct.error, LookupError, AttributeError, TypeError) as exc:
+            # A damaged file (pyelftools raises several kinds): skipped, never a crash of
+            # the capture thread that scans every executable it sees.
             return GoBinary(path, "", uses_tls=False, problem=f"unreadable Go binary: {exc}")
 
 

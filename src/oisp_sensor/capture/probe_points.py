@@ -22,6 +22,7 @@ probed at every RET instruction of the function instead.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import capstone
@@ -238,7 +239,7 @@ def go_stack_check(insns: list[capstone.CsInsn], fn: GoFunction) -> capstone.CsI
     emulated by the kernel, the arguments are still in RAX/RBX/RCX, and the flags say
     whether the stack is about to grow and the function to start over.
     """
-    for prev, insn in zip(insns[:6], insns[1:7], strict=False):
+    for prev, insn in itertools.pairwise(insns[:7]):
         if (
             insn.mnemonic == "jbe"
             and prev.mnemonic == "cmp"

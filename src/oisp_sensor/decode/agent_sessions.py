@@ -21,7 +21,8 @@ Definitions (what a reader of the events can rely on):
   (`action` "tool_calls" with the tools requested, "answer", or "error"), how many
   tool results the request that started the turn carried back, its reasoning tokens
   (reported by the provider, or estimated from streamed reasoning text), usage and
-  cost. Steps are numbered from 1 within the session.
+  cost. Steps are numbered from 1 within the session; turns a process took before it
+  showed it is an agent are emitted as its first steps, right after the session start.
 
 Sans-IO like the rest of `decode`: timestamps come from the events; `expire` and
 `close_all` are given the time by the caller.
@@ -56,6 +57,7 @@ _MAX_CANDIDATES = 8192  # processes with AI calls not (yet) identified as agents
 _MAX_REQUESTS = 16384  # requests awaiting their response
 _MAX_LISTED = 32  # conversation ids, models, servers listed in a session summary
 _MAX_TOOLS = 256  # distinct tool names counted per session
+_MAX_HELD_STEPS = 32  # plan steps of a process kept until it shows it is an agent
 _ANCESTOR_DEPTH = 8
 _TURN_TYPES = frozenset({"chat", "responses", "completion"})
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens", "cached_tokens")
@@ -68,6 +70,7 @@ class SessionCounters:
     plan_steps: int = 0
     candidates_evicted: int = 0
     sessions_evicted: int = 0
+    held_steps_dropped: int = 0  # turns of a long chat before it turned into an agent loop
 
 
 @dataclass(slots=True)
@@ -98,6 +101,7 @@ class _Activity:
     cost_usd: float = 0.0
     cost_estimated: bool = False
     priced: bool = False
+    held: list[SensorEvent] = field(default_factory=list)  # plan steps from before identification
 
 
 @dataclass(slots=True)
@@ -115,6 +119,7 @@ class _Step:
     response: SensorEvent
     activity: _Activity
     request: _Request | None
+    number: int  # the turn's place in the run
     tools: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -202,8 +207,14 @@ class AgentSessions:
     def _flush(self, steps: list[_Step], out: list[SensorEvent]) -> None:
         """A turn's tool calls come right after its response: past them, the step is complete."""
         for step in steps:
-            if step.activity.session_id is not None:
-                out.append(self._plan_step(step))
+            event = self._plan_step(step)
+            activity = step.activity
+            if activity.session_id is not None:
+                out.append(event)
+            elif len(activity.held) < _MAX_HELD_STEPS:
+                activity.held.append(event)  # emitted if the process turns out to be an agent
+            else:
+                self.counters.held_steps_dropped += 1
         steps.clear()
 
     def process_exit(self, pid: int, ts_ns: int) -> list[SensorEvent]:
@@ -309,7 +320,13 @@ class AgentSessions:
             data["providers"] = list(activity.providers)
         if activity.models:
             data["models"] = list(activity.models)
-        return [*ended, self._event(AGENT_SESSION, activity.first_ts, data, activity)]
+        start = self._event(AGENT_SESSION, activity.first_ts, data, activity)
+        # The turns it took before it showed it is an agent are steps of this session too.
+        held, activity.held = activity.held, []
+        for step in held:
+            step.data["session_id"] = activity.session_id
+        self.counters.plan_steps += len(held)
+        return [*ended, start, *held]
 
     def _end(self, activity: _Activity, reason: str, ts_ns: int) -> SensorEvent:
         self.counters.sessions_ended += 1
@@ -384,7 +401,7 @@ class AgentSessions:
         if request is None:
             return None  # embeddings and other calls are not model turns
         activity.turns += 1
-        return _Step(event, activity, request)
+        return _Step(event, activity, request, activity.turns)
 
     def _on_tool_call(self, activity: _Activity, data: dict[str, Any], steps: list[_Step]) -> None:
         tool = data.get("tool") or {}
@@ -412,8 +429,9 @@ class AgentSessions:
     def _plan_step(self, step: _Step) -> SensorEvent:
         activity = step.activity
         response = step.response.data
-        self.counters.plan_steps += 1
-        data: dict[str, Any] = {"session_id": activity.session_id, "step": activity.turns}
+        if activity.session_id is not None:
+            self.counters.plan_steps += 1
+        data: dict[str, Any] = {"session_id": activity.session_id, "step": step.number}
         request = step.request
         if request is not None and request.conversation_id:
             data["conversation_id"] = request.conversation_id

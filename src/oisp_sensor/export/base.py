@@ -135,9 +135,10 @@ class QueuedExporter(Exporter):
     def shutdown(self) -> None:
         """Release the destination (called in the worker thread after the last batch)."""
 
-    def held_at_shutdown(self) -> int:
-        """Events `shutdown()` was still sending when the deadline passed (then dropped)."""
-        return 0
+    def undelivered_on_abandon(self, inflight: int) -> int:
+        """Events still undelivered when the shutdown deadline passed with the worker busy
+        (counted as dropped): by default the batch in flight."""
+        return inflight
 
     def remaining(self, default: float = 10.0) -> float:
         """Seconds left before the shutdown deadline (`default` when not shutting down)."""
@@ -256,7 +257,7 @@ class QueuedExporter(Exporter):
             if self._thread.is_alive():
                 # Stuck in a call to the destination: the batch in flight is given up.
                 self._abandoned = True
-                self._stats.events_dropped += self._inflight + self.held_at_shutdown()
+                self._stats.events_dropped += self.undelivered_on_abandon(self._inflight)
                 self._stats.last_error = self._stats.last_error or "shutdown deadline passed"
             self._inflight = 0
             self._stats.status = "closed"

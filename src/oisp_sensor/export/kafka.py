@@ -51,6 +51,11 @@ def message_key(event: dict[str, Any], mode: str) -> bytes | None:
     return f"{hostname}/{pid}".encode()
 
 
+class _DebugLog:
+    def log(self, _level: int, fmt: str, *args: Any) -> None:
+        log.debug("librdkafka: " + fmt, *args)
+
+
 def producer_config(config: KafkaExport, on_error: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": ",".join(config.brokers),
@@ -64,8 +69,9 @@ def producer_config(config: KafkaExport, on_error: Any) -> dict[str, Any]:
         # Bounded in librdkafka too; this exporter's queue holds the rest.
         "queue.buffering.max.messages": 200_000,
         "error_cb": on_error,
-        # librdkafka logs through Python logging, not straight to stderr.
-        "logger": logging.getLogger("oisp_sensor.export.kafka.librdkafka"),
+        # librdkafka logs through Python logging, at debug level: its connection errors
+        # reach the user once, in one line, through error_cb.
+        "logger": _DebugLog(),
     }
     if config.sasl_mechanism:
         conf["sasl.mechanism"] = config.sasl_mechanism
@@ -94,6 +100,8 @@ class KafkaExporter(QueuedExporter):
         self.config = config
         self._producer: Any = None
         self._reachable = True
+        self._unproduced = 0  # events of the batch in flight not yet handed to librdkafka
+        self._outstanding = 0  # handed to librdkafka, delivery report not yet served
 
     def open(self) -> None:
         from confluent_kafka import KafkaException, Producer
@@ -121,12 +129,13 @@ class KafkaExporter(QueuedExporter):
             log.debug("kafka: %s", err.str())
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
-        if err is None:
-            if not self._reachable:
+        with self._cond:  # re-entrant: the counters below take it too
+            self._outstanding -= 1
+            if err is None:
                 self._reachable = True
-            self.count_exported(1)
-        else:
-            self.count_failed(1, f"message not delivered to {self.config.topic}: {err.str()}")
+                self.count_exported(1)
+            else:
+                self.count_failed(1, f"message not delivered to {self.config.topic}: {err.str()}")
 
     # -- delivery --
     def deliver(self, batch: list[dict[str, Any]]) -> int:
@@ -135,12 +144,17 @@ class KafkaExporter(QueuedExporter):
         producer = self._producer
         topic, mode, report = self.config.topic, self.config.key, self._on_delivery
         dumps = orjson.dumps
+        with self._cond:
+            self._unproduced = len(batch)
         for event in batch:
             value = dumps(event)
             key = message_key(event, mode)
             while True:
                 try:
-                    producer.produce(topic, value, key, on_delivery=report)
+                    with self._cond:  # exact accounting if shutdown gives up on this batch
+                        producer.produce(topic, value, key, on_delivery=report)
+                        self._outstanding += 1
+                        self._unproduced -= 1
                     break
                 except BufferError:
                     # librdkafka's own queue is full (broker slow or down): wait for it,
@@ -149,7 +163,9 @@ class KafkaExporter(QueuedExporter):
                         raise ExporterError("shutting down with the broker's queue full") from None
                     producer.poll(0.1)
                 except KafkaException as exc:
-                    self.count_failed(1, f"cannot produce to {topic}: {exc.args[0].str()}")
+                    with self._cond:
+                        self._unproduced -= 1
+                        self.count_failed(1, f"cannot produce to {topic}: {exc.args[0].str()}")
                     break
         producer.poll(0)
         return 0  # counted by the delivery reports
@@ -167,12 +183,17 @@ class KafkaExporter(QueuedExporter):
         producer = self._producer
         if producer is None:
             return
-        producer.flush(self.remaining())
+        # Purge a little before the deadline so the purged messages are still counted here.
+        producer.flush(max(0.0, self.remaining() - 0.3))
         if len(producer):
             # Still undelivered at the deadline: purged, so their delivery reports count them.
             producer.purge(in_queue=True, in_flight=True, blocking=False)
             producer.poll(0)
             producer.flush(0)
+
+    def undelivered_on_abandon(self, inflight: int) -> int:
+        # Called with the lock held, after which delivery reports are no longer counted.
+        return self._unproduced + self._outstanding
 
     def details(self) -> dict[str, Any]:
         pending = len(self._producer) if self._producer is not None else 0

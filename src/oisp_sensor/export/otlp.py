@@ -230,8 +230,8 @@ class OtlpExporter(QueuedExporter):
                     exporter.shutdown()
             logging.getLogger("opentelemetry.exporter").removeHandler(self._errors)
 
-    def held_at_shutdown(self) -> int:
-        return self._sending_at_shutdown
+    def undelivered_on_abandon(self, inflight: int) -> int:
+        return inflight + self._sending_at_shutdown
 
     def details(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint, "protocol": self.protocol, "waiting_for_pair": self.mapper.held}

@@ -166,10 +166,11 @@ class WebhookExporter(QueuedExporter):
 def _network_reason(exc: Exception) -> str:
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason
-    if isinstance(exc, urllib3.exceptions.TimeoutError):
-        return "timed out"
+    # NewConnectionError is a subclass of the timeout errors in urllib3: tested first.
     if isinstance(exc, urllib3.exceptions.NewConnectionError):
         return "connection refused" if "refused" in str(exc).lower() else "cannot connect"
+    if isinstance(exc, urllib3.exceptions.TimeoutError):
+        return "timed out"
     if isinstance(exc, urllib3.exceptions.ProtocolError):
         return "connection closed by the server"
     return " ".join(str(exc).split())[:200]

@@ -1,8 +1,9 @@
 """WebSocket exporter: every event, as one compact JSON text message, to every client.
 
 Clients connect to ws://HOST:PORT/ws/events (the Export seed) or /ws (the Event Schema
-seed). Each client has a bounded buffer of its own; a client that does not read fast
-enough to keep it from filling is disconnected (close code 1013, "try again later")
+seed). Each client has a buffer of its own (`client_buffer` messages beyond the batch
+being sent); a client that does not read fast enough to keep it from filling is
+disconnected (close code 1013, "try again later")
 and counted, so one slow browser tab never holds back capture or the other clients.
 Messages are text frames because browsers hand binary frames over as Blobs, and the
 seed's snippet calls `JSON.parse(event.data)`.
@@ -31,7 +32,7 @@ class _Client:
 
     def __init__(self, ws: web.WebSocketResponse, size: int, remote: str) -> None:
         self.ws = ws
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=size)
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()  # bounded by StreamHub.broadcast
         self.remote = remote
         self.sender: asyncio.Task[None] | None = None
 
@@ -79,11 +80,14 @@ class StreamHub:
     def broadcast(self, messages: list[bytes]) -> None:
         for client in list(self.clients):
             queue = client.queue
-            try:
-                for message in messages:
-                    queue.put_nowait(message)
-            except asyncio.QueueFull:
+            # Still holding more than its buffer from earlier batches: the client does not
+            # read (its socket is full, so the sender waits). A whole batch is always
+            # accepted otherwise, so a burst alone never drops a reading client.
+            if queue.qsize() > self.client_buffer:
                 self._drop(client)
+                continue
+            for message in messages:
+                queue.put_nowait(message)
 
     def _drop(self, client: _Client) -> None:
         self.clients.discard(client)

@@ -743,7 +743,13 @@ class Redactor:
         key = (mode, str(data.get("delta_type")))
         text = streams.pop(key, "") + data["delta"]
         if data.get("finish_reason") is not None:
-            return text
+            # The stream ends here: release what every delta type still holds. The
+            # finishing chunk is often an empty "none" delta (OpenAI, Mistral) while the
+            # answer's tail is held as "text"; it then carries that tail, and its type.
+            held = [k for k in streams if k[0] == mode]
+            if len(held) == 1 and key[1] == "none" and not data["delta"]:
+                data["delta_type"] = held[0][1]
+            return "".join(streams.pop(k) for k in held) + text
         cut = len(text) - _STREAM_HOLD
         if cut <= 0:
             streams[key] = text

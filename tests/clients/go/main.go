@@ -193,15 +193,16 @@ func rawCalls(addr, host, key, model, content string, n, maxDepth int) int {
 	for i := 0; i < n; i++ {
 		text := fmt.Sprintf("%s %d", content, i)
 		b := body(model, text, false)
-		request := fmt.Sprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
-			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", host, key, len(b), b)
+		// Built before the recursion: Write must be the first call at the bottom of the stack.
+		request := []byte(fmt.Sprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
+			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", host, key, len(b), b))
 		r := result{Pid: os.Getpid(), Proto: "HTTP/1.1"}
 		done := make(chan struct{})
 		// A fresh goroutine (a fresh small stack) for each call, deeper each time.
 		go func(depth int) {
 			defer close(done)
 			deep(depth, func() {
-				if _, err := conn.Write([]byte(request)); err != nil {
+				if _, err := conn.Write(request); err != nil {
 					r.Error = err.Error()
 					return
 				}
