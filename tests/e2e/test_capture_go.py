@@ -17,6 +17,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,36 @@ def test_go_programs_keep_running_under_the_probes(
                 "Hello! You said: " + req["data"]["messages"][0]["content"]
             )
             assert resp["confidence"]["completeness"] == "full"
+
+
+def test_probes_come_and_go_under_a_running_go_program(
+    fake_provider: FakeProviderHandle, go_client: Path, tmp_path: Path
+) -> None:
+    """The sensor attaches and detaches twice while a Go program is in the middle of its
+    calls (goroutines blocked in Read, Writes in flight): the program never notices."""
+    n = 3000
+    proc = fake_provider.popen(
+        [str(go_client), "-url", fake_provider.url("api.openai.com", "/v1/chat/completions"),
+         "-content", "churn", "-n", str(n), "-parallel", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    recorded = []
+    for round_ in range(2):
+        # The program is already running: the sensor finds it by its scan at start.
+        with RunningSensor(tmp_path / f"e{round_}.jsonl") as sensor:
+            time.sleep(1.0)
+        recorded.append(sensor.events())
+        assert proc.poll() is None, "the Go program finished too early to test anything"
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-2000:]
+    outputs = [json.loads(line) for line in stdout.splitlines()]
+    assert len(outputs) == n and all(o["status"] == 200 and not o.get("error") for o in outputs)
+    for events in recorded:
+        calls = ai_events(events, pid=outputs[0]["pid"], types=("ai.response",))
+        assert len(calls) >= 10
+        assert all(
+            c["data"]["choices"][0]["message"]["content"].startswith("Hello! You said: churn") for c in calls
+        )
 
 
 def test_check_lists_go_binaries(
