@@ -464,8 +464,10 @@ int BPF_PROG(oisp_process_exec, struct task_struct *p, pid_t old_pid, struct lin
 		args_len = 0;
 	ev->hdr.args_len = args_len;
 
+	/* interp, not filename: for a script (#!) the image that runs is its interpreter,
+	 * which is what /proc/PID/exe shows; for a binary the two are the same. */
 	long name_len = bpf_probe_read_kernel_str(&ev->buf[args_len], OISP_FILENAME_MAX,
-						  BPF_CORE_READ(bprm, filename));
+						  BPF_CORE_READ(bprm, interp));
 	if (name_len < 1)
 		name_len = 1;
 	ev->hdr.filename_len = name_len - 1; /* without the NUL */

@@ -5,7 +5,7 @@
 // the n Writes (1,000 bytes each) and then the n Reads are timed separately, without
 // sockets or scheduler hand-offs: just crypto/tls, plus the probes when attached.
 //
-//	go_tls_loop -cert server.pem -key server.key -ca ca.pem -n 20000
+//	go_tls_loop -cert server.pem -key server.key -ca ca.pem -n 20000 [-pause 50us]
 package main
 
 import (
@@ -93,6 +93,7 @@ func main() {
 	caFile := flag.String("ca", "", "CA certificate (PEM)")
 	n := flag.Int("n", 20000, "calls of each kind")
 	size := flag.Int("size", 1000, "bytes per Write")
+	pause := flag.Duration("pause", 0, "untimed pause after each call (0: back to back)")
 	flag.Parse()
 
 	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
@@ -124,23 +125,33 @@ func main() {
 	for i := range msg {
 		msg[i] = 'x'
 	}
-	start := time.Now()
+	// With -pause, each call is timed on its own and followed by an untimed pause, so
+	// that the sensor's consumer keeps up (a burst fills its ring buffer, and then every
+	// record wakes the consumer: a different cost).
+	var writeTime, readTime time.Duration
 	for i := 0; i < *n; i++ {
+		start := time.Now()
 		if _, err := client.Write(msg); err != nil {
 			fail(err)
 		}
+		writeTime += time.Since(start)
+		if *pause > 0 {
+			time.Sleep(*pause)
+		}
 	}
-	writeTime := time.Since(start)
 	buf := make([]byte, 2**size)
-	start = time.Now()
 	for got := 0; got < *n**size; {
+		start := time.Now()
 		k, err := server.Read(buf)
 		if err != nil {
 			fail(err)
 		}
+		readTime += time.Since(start)
 		got += k
+		if *pause > 0 {
+			time.Sleep(*pause)
+		}
 	}
-	readTime := time.Since(start)
 	_ = json.NewEncoder(os.Stdout).Encode(map[string]float64{
 		"write_us": float64(writeTime.Nanoseconds()) / float64(*n) / 1000,
 		"read_us":  float64(readTime.Nanoseconds()) / float64(*n) / 1000,

@@ -204,7 +204,11 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
         ssl=cap.ssl,
         process_events=cap.process,
         network_events=cap.network,
-        file_mode=FileMode.OFF if not cap.file else FileMode.ALL if cap.file_scope == "all" else FileMode.WATCHED,
+        file_mode=FileMode.OFF
+        if not cap.file
+        else FileMode.ALL
+        if cap.file_scope == "all"
+        else FileMode.WATCHED,
         socket_capture=cap.plain_http,
         http_ports=tuple(cap.http_ports),
         exec_env=cap.process_env,

@@ -8,6 +8,7 @@ drain the ring buffer, finish pending exchanges, then flush every exporter.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -57,6 +58,10 @@ log = logging.getLogger(__name__)
 STATUS_DIR = "/run/oisp-sensor"
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@functools.lru_cache(maxsize=4096)
 def _resolve_exe(filename: str) -> str:
     """The executable an execve path names, as /proc/PID/exe would show it (symlinks such as
     a venv's python resolved), for processes gone before /proc could be read. Relative
@@ -223,19 +228,42 @@ class Pipeline:
             self.emit(event)
 
     def _exec_context(self, record: ExecRecord) -> ProcessInfo:
-        """The process's new image: the exec record is the truth (short-lived commands are
-        gone by now); /proc adds cwd and the resolved exe when the process is still alive
-        and still runs this image."""
+        """The process's new image. The exec record is the truth (short-lived commands are
+        gone by now) and carries the cwd; what it lacks (login session, container) is the
+        parent's, so a build running thousands of commands costs no /proc reads. Without a
+        cwd from the kernel, /proc fills in while the process still runs this image."""
+        filename = record.filename
+        if record.cwd and filename and not filename.startswith("/"):
+            filename = os.path.join(record.cwd, filename)
+        if record.cwd:
+            parent = self.processes.get(record.ppid)
+            info = ProcessInfo(
+                pid=record.pid,
+                ppid=record.ppid,
+                name=record.comm,
+                exe=_resolve_exe(filename),
+                cmdline=list(record.args),
+                cwd=record.cwd,
+                uid=record.uid,
+                gid=record.gid,
+                start_ticks=record.ts_ns * _CLK_TCK // 1_000_000_000,
+                login_uid=parent.login_uid,
+                session_id=parent.session_id,
+                container_id=parent.container_id,
+                container_runtime=parent.container_runtime,
+                complete=True,
+            )
+            self.processes.put(info)
+            return info
         live = read_process(record.pid)
         same_image = live.complete and live.cmdline == list(record.args)
-        noted_cwd = self.processes.exec_cwd(record.pid)
         info = ProcessInfo(
             pid=record.pid,
             ppid=record.ppid,
             name=record.comm,
-            exe=live.exe if same_image else _resolve_exe(record.filename),
+            exe=live.exe if same_image else _resolve_exe(filename),
             cmdline=list(record.args),
-            cwd=record.cwd or (live.cwd if same_image else noted_cwd),
+            cwd=live.cwd if same_image else self.processes.exec_cwd(record.pid),
             uid=record.uid,
             gid=record.gid,
             start_ticks=live.start_ticks,
@@ -251,6 +279,9 @@ class Pipeline:
     def _first_sight(self, record: DataRecord) -> None:
         self._seen_pids.add(record.pid)
         self.processes.get(record.pid, record.comm)
+        # Exec contexts take the container from the parent (no /proc read per command);
+        # a process with traffic is worth one read of its own cgroup.
+        self.processes.refresh_container(record.pid)
 
     def expire_idle(self) -> None:
         """Finish exchanges on connections idle for longer than the configured timeout."""

@@ -3,7 +3,8 @@ Debian's Go toolchain, CGO_ENABLED=0 so no OpenSSL anywhere) calls the fake Open
 HTTP/1.1 and HTTP/2, plain and streamed; the sensor finds the executable at exec, probes
 its crypto/tls.(*Conn) Write/Read/Close (RET instructions, never uretprobes) and reports the
 calls. Also: Go programs keep working under the probes (many calls, GC pressure, calls at
-every stack depth), and a stripped Go binary is reported as not probeable, not a crash.
+every stack depth, probes attached and detached mid-run), a stripped Go binary is reported
+as not probeable (not a crash), and `oisp-sensor check` lists both kinds.
 
 A Go executable is only known once it runs: the sensor probes it when it sees the exec,
 about 20-40 ms later here. The first run of a new binary therefore waits (1 s) before
@@ -14,7 +15,9 @@ instruction (uprobes belong to the file).
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -207,29 +210,37 @@ def test_probes_come_and_go_under_a_running_go_program(
 ) -> None:
     """The sensor attaches and detaches twice while a Go program is in the middle of its
     calls (goroutines blocked in Read, Writes in flight): the program never notices."""
-    n = 3000
-    proc = fake_provider.popen(
-        [str(go_client), "-url", fake_provider.url("api.openai.com", "/v1/chat/completions"),
-         "-content", "churn", "-n", str(n), "-parallel", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    recorded = []
-    for round_ in range(2):
-        # The program is already running: the sensor finds it by its scan at start.
-        with RunningSensor(tmp_path / f"e{round_}.jsonl") as sensor:
-            time.sleep(1.0)
-        recorded.append(sensor.events())
-        assert proc.poll() is None, "the Go program finished too early to test anything"
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr[-2000:]
-    outputs = [json.loads(line) for line in stdout.splitlines()]
-    assert len(outputs) == n and all(o["status"] == 200 and not o.get("error") for o in outputs)
+    out_path = tmp_path / "client.out"
+    with open(out_path, "w") as out_file:  # a file, not a pipe: nobody reads while we wait
+        proc = fake_provider.popen(
+            [str(go_client), "-url", fake_provider.url("api.openai.com", "/v1/chat/completions"),
+             "-content", "churn", "-duration", "120s", "-pause", "2ms", "-parallel", "2"],
+            stdout=out_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        recorded = []
+        for round_ in range(2):
+            # The program is already running: the sensor finds it by its scan at start.
+            with RunningSensor(tmp_path / f"e{round_}.jsonl") as sensor:
+                time.sleep(1.0)
+            recorded.append(sensor.events())
+            assert proc.poll() is None, out_path.read_text()[-2000:]  # still running, not crashed
+        proc.send_signal(signal.SIGTERM)  # the client stops calling and exits 0
+        assert proc.wait(timeout=60) == 0, out_path.read_text()[-2000:]
+    outputs = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert len(outputs) > 100 and all(o["status"] == 200 and not o.get("error") for o in outputs)
     for events in recorded:
         calls = ai_events(events, pid=outputs[0]["pid"], types=("ai.response",))
         assert len(calls) >= 10
         assert all(
             c["data"]["choices"][0]["message"]["content"].startswith("Hello! You said: churn") for c in calls
         )
+
+
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
 
 
 def test_check_lists_go_binaries(
@@ -245,6 +256,10 @@ def test_check_lists_go_binaries(
         for client in (go_client, go_client_stripped)
     ]
     try:
+        deadline = time.monotonic() + 30
+        while not all(_exe(proc.pid) in (str(go_client), str(go_client_stripped)) for proc in procs):
+            assert time.monotonic() < deadline, "the Go programs did not start"
+            time.sleep(0.05)
         res = subprocess.run(
             [sys.executable, "-m", "oisp_sensor", "check"], capture_output=True, text=True, timeout=120
         )

@@ -206,7 +206,6 @@ def test_no_secret_leaves_through_any_exporter_in_safe_mode(destinations: Destin
         assert b"[REDACTED:" in outputs[name], name
 
 
-
 def test_dead_and_hanging_destinations_do_not_hurt_the_others(destinations: Destinations) -> None:
     destinations.broker.stop()  # Kafka down for the whole run
     destinations.webhook.answer = lambda _n: "hang"

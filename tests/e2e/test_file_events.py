@@ -120,8 +120,7 @@ def test_all_files_scope_and_no_file(tmp_path: Path) -> None:
 def test_path_globs_from_the_config(tmp_path: Path) -> None:
     config = tmp_path / "oisp.toml"
     config.write_text(
-        '[capture]\nfile_scope = "all"\n'
-        f'file_include = ["{tmp_path}/*"]\nfile_exclude = ["*.skip"]\n'
+        f'[capture]\nfile_scope = "all"\nfile_include = ["{tmp_path}/*"]\nfile_exclude = ["*.skip"]\n'
     )
     with RunningSensor(tmp_path / "globs.jsonl", ["--config", str(config)]) as sensor:
         for name in ("keep.txt", "drop.skip"):

@@ -4,19 +4,20 @@ exit codes and signals, and outgoing TCP connections (established and refused)."
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.fixtures import FakeProviderHandle
+from tests.support.fixtures import REPO_ROOT, FakeProviderHandle
 from tests.support.sensor import RunningSensor
 
 pytestmark = pytest.mark.kernel
 
 TREE = r"""
 import os, sys, json, socket, time
-time.sleep(0.3)  # outlive the capture's hand-off (<= 50 ms), which notes the cwd
 pid = os.fork()
 if pid == 0:
     os.execv("/bin/sh", ["sh", "-c", "exit 3"])
@@ -83,8 +84,9 @@ def test_fork_exec_and_exit_code_of_the_child(tree: dict[str, Any]) -> None:
     assert len(execs) == 1
     assert execs[0]["data"]["exe"] in ("/bin/sh", "/usr/bin/dash", "/bin/dash")
     assert execs[0]["data"]["args"] == ["-c", "exit 3"]
-    # A process gone within milliseconds may leave no cwd to read: then the event says so.
-    assert execs[0]["data"]["cwd"] or "cwd_unknown" in execs[0]["confidence"]["reasons"]
+    # Gone within milliseconds, yet its cwd is known: the kernel builds it at exec.
+    assert execs[0]["data"]["cwd"] == str(REPO_ROOT)
+    assert "cwd_unknown" not in execs[0]["confidence"]["reasons"]
     exits = _of(tree["events"], "process.exit", child)
     assert len(exits) == 1 and exits[0]["data"]["exit_code"] == 3
     assert exits[0]["data"]["runtime_ms"] >= 0
@@ -136,3 +138,28 @@ def test_switches_turn_them_off(fake_provider: FakeProviderHandle, tmp_path: Pat
         assert res.returncode == 0, res.stderr
     types = {e["event_type"] for e in sensor.events()}
     assert not any(t.startswith(("process.", "network.")) for t in types)
+
+
+def test_script_exe_is_its_interpreter_and_env_is_opt_in(tmp_path: Path) -> None:
+    """A #! script runs its interpreter (as /proc/PID/exe says); the environment appears
+    only when asked for, with its credentials redacted."""
+    script = tmp_path / "tool.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    secret = "sk-proj-" + "Q" * 40
+    env = {"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": secret, "MARKER": "env-marker"}
+    with RunningSensor(
+        tmp_path / "on.jsonl", env={**os.environ, "OISP_CAPTURE__PROCESS_ENV": "true"}
+    ) as sensor:
+        subprocess.run([str(script), "arg1"], env=env, cwd=tmp_path, check=True)
+    execs = [e for e in sensor.events() if e["event_type"] == "process.exec" and "arg1" in e["data"]["args"]]
+    assert execs, "no exec event for the script"
+    data = execs[0]["data"]
+    assert data["exe"] in ("/usr/bin/dash", "/bin/dash", "/bin/sh")
+    assert data["cwd"] == str(tmp_path)
+    assert data["env"]["MARKER"] == "env-marker"
+    assert data["env"]["OPENAI_API_KEY"] != secret and secret not in json.dumps(sensor.events())
+    with RunningSensor(tmp_path / "off.jsonl") as sensor:
+        subprocess.run([str(script), "arg1"], env=env, cwd=tmp_path, check=True)
+    execs = [e for e in sensor.events() if e["event_type"] == "process.exec" and "arg1" in e["data"]["args"]]
+    assert execs and "env" not in execs[0]["data"]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .layout import (
     COUNTER_SLOTS,
+    FLAG_PATH_RESOLVED,
     WATCH_FILES,
     Config,
     Counter,
@@ -143,6 +144,7 @@ class KernelCapture:
         self.attach_lock = threading.Lock()
         self._batch: list[bytes] = []
         self._pending_exec: list[int] = []
+        self._exec_no_cwd: list[int] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sample_cb = SAMPLE_FN(self._on_sample)
@@ -341,6 +343,8 @@ class KernelCapture:
         self._batch.append(buf)
         if record_kind(buf) == RecordKind.PROC_EXEC:
             self._pending_exec.append(record_pid(buf))
+            if not buf[2] & FLAG_PATH_RESOLVED:  # no cwd from the kernel: note it from /proc
+                self._exec_no_cwd.append(record_pid(buf))
         return 0
 
     def _poll_loop(self) -> None:
@@ -358,8 +362,9 @@ class KernelCapture:
     def _hand_off(self) -> None:
         if self._pending_exec:
             pids, self._pending_exec = self._pending_exec, []
+            no_cwd, self._exec_no_cwd = self._exec_no_cwd, []
             if self.on_exec:
-                for pid in pids:
+                for pid in no_cwd:
                     self.on_exec(pid)
             if self.options.ssl:
                 now = time.monotonic()

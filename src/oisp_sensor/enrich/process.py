@@ -185,6 +185,18 @@ class ProcessCache:
             copy.pid, copy.ppid, copy.cmdline = child, parent, list(info.cmdline)
             self._store(copy)
 
+    def refresh_container(self, pid: int) -> None:
+        """Re-read the cgroup of a live process: one that was moved into a container's
+        cgroup after its exec (or whose context came from its parent) is attributed right."""
+        raw = _read(f"/proc/{pid}/cgroup")
+        if raw is None:
+            return
+        found = container_from_cgroup(raw.decode("utf-8", "replace")) or ("", "")
+        with self._lock:
+            info = self._entries.get(pid)
+            if info is not None:
+                info.container_id, info.container_runtime = found
+
     def known(self, pid: int, comm: str) -> None:
         """Make sure an exited process has an entry, without reading /proc (it is gone)."""
         with self._lock:

@@ -5,6 +5,7 @@
 // OPENAI_API_KEY. Build with CGO_ENABLED=0 so that no libc or OpenSSL is involved.
 //
 //	oisp-go-client -url https://api.openai.com/v1/chat/completions -content hi [-stream] [-n 10] [-parallel 4]
+//	oisp-go-client -content hi -duration 10s -pause 2ms -parallel 2
 //	oisp-go-client -raw -addr api.openai.com:443 -n 300
 //
 // One JSON line per call on stdout. With -raw, requests are written on one TLS connection
@@ -24,9 +25,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -236,6 +239,8 @@ func main() {
 	addr := flag.String("addr", "api.openai.com:443", "address for -raw")
 	maxDepth := flag.Int("max-depth", 400, "-raw: recursion depths cycle through 0..max-depth-1")
 	delay := flag.Duration("delay", 0, "wait this long before the first call")
+	duration := flag.Duration("duration", 0, "HTTP mode: keep calling until this much time has passed (-n is ignored)")
+	pause := flag.Duration("pause", 0, "HTTP mode: pause between the calls of each goroutine")
 	flag.Parse()
 	key := os.Getenv("OPENAI_API_KEY")
 	time.Sleep(*delay)
@@ -261,7 +266,7 @@ func main() {
 			defer wg.Done()
 			for i := range calls {
 				text := *content
-				if *n > 1 {
+				if *n > 1 || *duration > 0 {
 					text = fmt.Sprintf("%s %d", *content, i)
 				}
 				r := httpCall(client, *url, key, *model, text, *stream)
@@ -271,11 +276,21 @@ func main() {
 					mu.Unlock()
 				}
 				emit(r)
+				time.Sleep(*pause)
 			}
 		}()
 	}
-	for i := 0; i < *n; i++ {
-		calls <- i
+	// SIGTERM ends the run cleanly: no new calls, the ones in flight finish.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM)
+	deadline := time.Now().Add(*duration)
+feed:
+	for i := 0; *duration > 0 && time.Now().Before(deadline) || *duration == 0 && i < *n; i++ {
+		select {
+		case calls <- i:
+		case <-stop:
+			break feed
+		}
 	}
 	close(calls)
 	wg.Wait()
