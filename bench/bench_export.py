@@ -49,13 +49,21 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 
 
 def events(n: int) -> list[dict[str, Any]]:
+    """Agent turns, renumbered: each turn's events keep their links to each other."""
     turn = agent_turn()
-    out = []
-    for i in range(n):
-        event = copy.deepcopy(turn[i % len(turn)])
-        event["event_id"] = f"01JBENCH{i:018d}"
-        out.append(event)
-    return out
+    out: list[dict[str, Any]] = []
+    while len(out) < n:
+        prefix = f"01JB{len(out):010d}"
+        for event in copy.deepcopy(turn):
+            event["event_id"] = prefix + event["event_id"][14:]
+            data = event["data"]
+            for key in ("related_event_id", "request_event_id"):
+                if key in data:
+                    data[key] = prefix + data[key][14:]
+            if "conversation_id" in data:
+                data["conversation_id"] = f"conv_{prefix}"
+            out.append(event)
+    return out[:n]
 
 
 def wait_port(port: int, timeout: float = 20) -> None:

@@ -254,6 +254,10 @@ static __always_inline int finish(void *map, long ret, __u32 direction)
 	}
 	struct ssl_call_args a = *args;
 	bpf_map_delete_elem(map, &pid_tgid);
+	/* OpenSSL's functions return int: the upper half of %rax is not part of the value,
+	 * and an -1 seen as a 64-bit number is a large positive count. GnuTLS returns ssize_t. */
+	if (a.source != OISP_SRC_GNUTLS)
+		ret = (int)ret;
 
 	__u64 len = 0;
 	if (a.size_ptr) {
@@ -1106,6 +1110,50 @@ int BPF_PROG(oisp_sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
+/* A process opened a TLS library (the dynamic loader does so before mapping it, dlopen
+ * too): tell user space which file, so it is probed before its first call, with no
+ * periodic reading of every process's maps. Checks the opened file's own name. */
+static __always_inline void lib_hint(__u64 pid_tgid, long fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct file *file = 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd & 0xfffff]) != 0 || !file)
+		return;
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	char name[10] = {};
+	bpf_probe_read_kernel(name, 9, BPF_CORE_READ(d, d_name.name));
+	int ssl = name[0] == 'l' && name[1] == 'i' && name[2] == 'b' && name[3] == 's' && name[4] == 's' &&
+		  name[5] == 'l' && name[6] == '.';
+	int gnutls = name[0] == 'l' && name[1] == 'i' && name[2] == 'b' && name[3] == 'g' && name[4] == 'n' &&
+		     name[5] == 'u' && name[6] == 't' && name[7] == 'l' && name[8] == 's';
+	if (!ssl && !gnutls)
+		return;
+	__u32 zero = 0;
+	struct oisp_file_open_event *ev = bpf_map_lookup_elem(&oisp_open_scratch, &zero);
+	if (!ev)
+		return;
+	ev->kind = OISP_REC_LIB_OPEN;
+	ev->flags = 0;
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->uid = 0;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->fd = fd;
+	ev->dirfd = 0;
+	ev->open_flags = 0;
+	ev->mode = 0;
+	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+	long n = copy_path(ev->path, d, BPF_CORE_READ(file, f_path.mnt));
+	if (n <= 0)
+		return;
+	ev->flags = OISP_FLAG_PATH_RESOLVED;
+	ev->path_len = n;
+	/* Woken at once: the library's first call may follow within microseconds. */
+	if (bpf_ringbuf_output(&oisp_events, ev, sizeof(*ev), BPF_RB_FORCE_WAKEUP) != 0)
+		count(OISP_CNT_EVENTS_LOST, 1);
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(oisp_sys_exit, struct pt_regs *regs, long ret)
 {
@@ -1120,6 +1168,11 @@ int BPF_PROG(oisp_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	}
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (ret >= 0 && (nr == NR_openat || nr == NR_open || nr == NR_openat2)) {
+		struct oisp_config *cfg = oisp_cfg();
+		if (cfg && cfg->lib_hints && cfg->self_pid != pid_tgid >> 32)
+			lib_hint(pid_tgid, ret);
+	}
 	struct sys_call *found = bpf_map_lookup_elem(&oisp_sys_calls, &pid_tgid);
 	if (!found)
 		return 0;

@@ -30,6 +30,8 @@ enum oisp_record_kind {
 	OISP_REC_DNS = 7,	 /* getaddrinfo() returned (struct oisp_dns_event) */
 	OISP_REC_FILE_OPEN = 8,	 /* a watched process opened a file (struct oisp_file_open_event) */
 	OISP_REC_FILE_CLOSE = 9, /* ... and closed it: bytes read and written (oisp_file_close_event) */
+	OISP_REC_LIB_OPEN = 10,	 /* any process opened a file named libssl* or libgnutls* (same
+				    layout as oisp_file_open_event): a TLS library to probe */
 };
 
 enum oisp_direction {
@@ -234,7 +236,7 @@ struct oisp_config {
 	__u32 file_mode;      /* enum oisp_file_mode */
 	__u32 socket_capture; /* capture plain-HTTP sockets to the ports in oisp_http_ports */
 	__u32 exec_env;	      /* exec records carry the environment */
-	__u32 pad;
+	__u32 lib_hints;      /* report opens of TLS libraries (OISP_REC_LIB_OPEN) */
 };
 
 #endif /* OISP_RECORDS_H */

@@ -59,6 +59,7 @@ def _c_layout(tmp_path: Path) -> dict[str, int]:
         "OISP_FLAG_DUP",
         "OISP_FLAG_PATH_RESOLVED",
         "OISP_FLAG_INHERITED",
+        "OISP_REC_LIB_OPEN",
     ):
         lines.append(f'printf("{name} %d\\n", (int){name});')
     lines += ["return 0; }"]
@@ -101,6 +102,7 @@ def test_ctypes_mirror_matches_header(tmp_path: Path) -> None:
     assert c["OISP_FLAG_DUP"] == layout.FLAG_DUP
     assert c["OISP_FLAG_PATH_RESOLVED"] == layout.FLAG_PATH_RESOLVED
     assert c["OISP_FLAG_INHERITED"] == layout.FLAG_INHERITED
+    assert c["OISP_REC_LIB_OPEN"] == layout.RecordKind.LIB_OPEN
 
 
 def test_struct_parsers_match_ctypes() -> None:

@@ -37,6 +37,7 @@ class RecordKind(enum.IntEnum):
     DNS = 7
     FILE_OPEN = 8
     FILE_CLOSE = 9
+    LIB_OPEN = 10
 
 
 class Counter(enum.IntEnum):
@@ -202,7 +203,7 @@ class Config(ctypes.Structure):
         ("file_mode", ctypes.c_uint32),
         ("socket_capture", ctypes.c_uint32),
         ("exec_env", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32),
+        ("lib_hints", ctypes.c_uint32),
     ]
 
 

@@ -30,7 +30,7 @@ from .layout import (
     RecordKind,
 )
 from .libbpf import SAMPLE_FN, Libbpf, LibbpfError, UprobeOpts
-from .parse import file_close_bytes, record_kind, record_pid
+from .parse import file_close_bytes, lib_open_path, record_kind, record_pid
 from .probe_points import ProbePoint, plan_probes, plan_resolver_probes
 from .targets import Target, TargetScanner, system_libc_paths
 
@@ -103,10 +103,9 @@ class CaptureOptions:
     ring_per_cpu_mb: int = 4
     wakeup_bytes: int = 256 * 1024  # wake the consumer once this much is waiting
     poll_timeout_ms: int = 50  # ... or after this long, whichever comes first
-    # Look for libssl copies mapped after exec (dlopen, LD_LIBRARY_PATH): processes that
-    # exec'd recently are rescanned often, every process now and then.
-    young_rescan_interval_s: float = 0.25
-    young_process_s: float = 30.0
+    # TLS libraries opened after exec (the loader, dlopen, LD_LIBRARY_PATH) are reported by
+    # the kernel as they are opened; every process's maps are read again now and then, as
+    # a safety net (a library mapped without open(), e.g. from a memfd).
     rescan_interval_s: float = 5.0
     extra_targets: list[str] = field(default_factory=list)  # more files to probe
     ssl: bool = True
@@ -149,8 +148,7 @@ class KernelCapture:
         self._thread: threading.Thread | None = None
         self._sample_cb = SAMPLE_FN(self._on_sample)
         self._last_rescan = 0.0
-        self._last_young_rescan = 0.0
-        self._young: dict[int, float] = {}  # pid -> monotonic time of its exec
+        self._pending_libs: list[tuple[int, str]] = []  # (pid, path in its namespace)
         self.watch_fd = -1
         self.files_fd = -1
         self._open_files: dict[int, dict[int, str]] = {}  # pid -> fd -> comm, from open records
@@ -187,7 +185,7 @@ class KernelCapture:
             programs.append(FORK_PROGRAM)
         if self.options.network_events:
             programs.append(CONNECT_PROGRAM)
-        if self.options.file_mode != FileMode.OFF or self.options.socket_capture:
+        if self.options.file_mode != FileMode.OFF or self.options.socket_capture or self.options.ssl:
             programs.extend(SYSCALL_PROGRAMS)
         for name in programs:
             link = self.bpf.lib.bpf_program__attach(self._program(name))
@@ -229,6 +227,7 @@ class KernelCapture:
             file_mode=int(self.options.file_mode),
             socket_capture=int(self.options.socket_capture),
             exec_env=int(self.options.exec_env),
+            lib_hints=int(self.options.ssl),
         )
         key = ctypes.c_uint32(0)
         fd = self.bpf.lib.bpf_map__fd(self._map("oisp_config"))
@@ -336,12 +335,31 @@ class KernelCapture:
                     targets.extend(self.scanner.process(pid, f"exec:{pid}"))
         return [self.attach(t) for t in targets]
 
+    def _probe_new_images(self, pids: list[int], libs: list[tuple[int, str]]) -> None:
+        """Exec'd executables (a static OpenSSL, a Go binary) and TLS libraries the kernel
+        saw being opened: probe what is new (each file is examined once)."""
+        targets: list[Target] = []
+        for pid in pids:
+            target = self.scanner.executable(pid, f"exec:{pid}")
+            if target:
+                targets.append(target)
+        for pid, path in libs:
+            target = self.scanner.opened_library(pid, path, f"open:{pid}")
+            if target:
+                targets.append(target)
+        for target in targets:
+            self.attach(target)
+
     # ---- polling -------------------------------------------------------------------
 
     def _on_sample(self, _ctx: int | None, data: int, size: int) -> int:
         buf = ctypes.string_at(data, size)
+        kind = record_kind(buf)
+        if kind == RecordKind.LIB_OPEN:  # for capture only, not an event
+            self._pending_libs.append((record_pid(buf), lib_open_path(buf)))
+            return 0
         self._batch.append(buf)
-        if record_kind(buf) == RecordKind.PROC_EXEC:
+        if kind == RecordKind.PROC_EXEC:
             self._pending_exec.append(record_pid(buf))
             if not buf[2] & FLAG_PATH_RESOLVED:  # no cwd from the kernel: note it from /proc
                 self._exec_no_cwd.append(record_pid(buf))
@@ -360,17 +378,15 @@ class KernelCapture:
             self._maybe_rescan()
 
     def _hand_off(self) -> None:
-        if self._pending_exec:
+        if self._pending_exec or self._pending_libs:
             pids, self._pending_exec = self._pending_exec, []
+            libs, self._pending_libs = self._pending_libs, []
             no_cwd, self._exec_no_cwd = self._exec_no_cwd, []
             if self.on_exec:
                 for pid in no_cwd:
                     self.on_exec(pid)
             if self.options.ssl:
-                now = time.monotonic()
-                for pid in pids:
-                    self._young[pid] = now
-                self.rescan(pids)
+                self._probe_new_images(pids, libs)
         if self._batch:
             batch, self._batch = self._batch, []
             if self.files_fd >= 0 and self.options.file_mode != FileMode.OFF:
@@ -423,15 +439,8 @@ class KernelCapture:
             return
         now = time.monotonic()
         if now - self._last_rescan >= self.options.rescan_interval_s:
-            self._last_rescan = self._last_young_rescan = now
+            self._last_rescan = now
             self.rescan()
-        elif now - self._last_young_rescan >= self.options.young_rescan_interval_s and self._young:
-            self._last_young_rescan = now
-            cutoff = now - self.options.young_process_s
-            # Bounded: the most recent execs that are still alive.
-            recent = sorted(self._young.items(), key=lambda item: item[1])[-512:]
-            self._young = {pid: t for pid, t in recent if t >= cutoff and os.path.exists(f"/proc/{pid}")}
-            self.rescan(list(self._young))
 
     def drain(self) -> None:
         """Consume everything the kernel has written so far (call after stop_polling)."""

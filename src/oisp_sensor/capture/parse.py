@@ -243,6 +243,14 @@ def file_close_bytes(
                            reads, writes, comm.encode()[:16])  # fmt: skip
 
 
+def lib_open_path(buf: bytes) -> str:
+    """The path of a LIB_OPEN record (the kernel's hint that a TLS library was opened)."""
+    if len(buf) < FILE_OPEN_SIZE:
+        return ""
+    fields = FILE_OPEN.unpack_from(buf)
+    return fields[13][: min(fields[10], PATH_MAX)].decode("utf-8", "replace")
+
+
 def record_kind(buf: bytes) -> int:
     """The kind of a raw record without decoding it (0 if too short)."""
     return buf[0] | (buf[1] << 8) if len(buf) >= 2 else 0

@@ -131,6 +131,23 @@ class TargetScanner:
                 found.append(target)
         return found
 
+    def executable(self, pid: int, found_by: str) -> Target | None:
+        """The executable a process runs, if it is a TLS stack of its own (one readlink;
+        a file already examined costs nothing more)."""
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            return None
+        if exe.endswith(" (deleted)"):
+            return None
+        return self.examine(_stable_path(f"/proc/{pid}/root", exe), found_by)
+
+    def opened_library(self, pid: int, path: str, found_by: str) -> Target | None:
+        """A library the kernel saw `pid` open (`path` is in the process's mount namespace)."""
+        if not path.startswith("/"):
+            return None
+        return self.examine(_stable_path(f"/proc/{pid}/root", path), found_by)
+
     def all_processes(self, skip_pids: Iterable[int] = ()) -> list[Target]:
         skip = set(skip_pids)
         found = []

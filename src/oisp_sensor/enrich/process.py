@@ -7,6 +7,7 @@ cache keeps the entry after exit so late events are still attributed.
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import threading
@@ -69,6 +70,7 @@ def _boot_time() -> float:
 _BOOT_TIME = _boot_time()
 
 
+@functools.lru_cache(maxsize=8192)
 def _start_time(ticks: int) -> str:
     """RFC 3339 (UTC, seconds precision of the kernel's ticks) of a process start."""
     started = datetime.fromtimestamp(_BOOT_TIME + ticks / _CLK_TCK, UTC)

@@ -190,21 +190,27 @@ class OtlpExporter(QueuedExporter):
             self.count_exported(sent)
 
     def _send(self, converted: Converted) -> int:
-        """Export spans and logs; returns the events delivered, counts the rest as dropped."""
+        """Export spans and logs, `batch_size` at a time (what expires at once can be
+        large); returns the events delivered and counts the rest as dropped."""
         from opentelemetry.sdk._logs.export import LogRecordExportResult
         from opentelemetry.sdk.trace.export import SpanExportResult
 
+        step = self.config.batch_size
         sent = 0
-        if converted.spans:
-            if self._spans.export(converted.spans) == SpanExportResult.SUCCESS:
-                sent += converted.span_events
+        spans, counts = converted.spans, converted.span_counts
+        for i in range(0, len(spans), step):
+            n = sum(counts[i : i + step])
+            if self._spans.export(spans[i : i + step]) == SpanExportResult.SUCCESS:
+                sent += n
             else:
-                self.count_failed(converted.span_events, self._failure("spans"))
-        if converted.logs:
-            if self._logs.export(converted.logs) == LogRecordExportResult.SUCCESS:
-                sent += converted.log_events
+                self.count_failed(n, self._failure("spans"))
+        logs = converted.logs
+        for i in range(0, len(logs), step):
+            part = logs[i : i + step]
+            if self._logs.export(part) == LogRecordExportResult.SUCCESS:
+                sent += len(part)
             else:
-                self.count_failed(converted.log_events, self._failure("log records"))
+                self.count_failed(len(part), self._failure("log records"))
         return sent
 
     def _failure(self, what: str) -> str:

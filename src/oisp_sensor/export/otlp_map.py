@@ -142,7 +142,12 @@ class Converted:
     """One batch of telemetry, and how many OISP events each part carries."""
 
     spans: list[ReadableSpan] = field(default_factory=list)
-    span_events: int = 0
+    span_counts: list[int] = field(default_factory=list)  # OISP events in each span
+
+    @property
+    def span_events(self) -> int:
+        return sum(self.span_counts)
+
     logs: list[ReadWriteLogRecord] = field(default_factory=list)
     log_events: int = 0
 
@@ -305,7 +310,7 @@ class OtlpMapper:
             span.set_attribute("error.type", etype)
             span.set_status(Status(StatusCode.ERROR, str(error.get("message") or etype)[:500]))
         span.end(end_time=max(end, start))
-        out.span_events += (request is not None) + (response is not None)
+        out.span_counts.append((request is not None) + (response is not None))
 
     def _tool_span(self, call: dict[str, Any], result: dict[str, Any] | None, out: Converted) -> None:
         data = call.get("data") or {}
@@ -345,7 +350,7 @@ class OtlpMapper:
             attributes["oisp.incomplete"] = "result_not_seen"
         span.set_attributes(attributes)
         span.end(end_time=max(end, start))
-        out.span_events += 1 + (result is not None)
+        out.span_counts.append(1 + (result is not None))
 
     # -- logs --
     def _log(self, event: dict[str, Any], out: Converted) -> None:
