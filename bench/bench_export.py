@@ -63,7 +63,7 @@ def events(n: int) -> list[dict[str, Any]]:
             if "conversation_id" in data:
                 data["conversation_id"] = f"conv_{prefix}"
             out.append(event)
-    return out[:n]
+    return out[: len(out) - len(out) % len(turn)] if len(out) > n else out  # whole turns only
 
 
 def wait_port(port: int, timeout: float = 20) -> None:
@@ -93,8 +93,7 @@ def measure(exporter: QueuedExporter, batch: list[dict[str, Any]]) -> tuple[floa
     return took, exporter.stats()
 
 
-def run(name: str, n: int, work: Path) -> tuple[float, Any]:
-    data = events(n)
+def run(name: str, data: list[dict[str, Any]], work: Path) -> tuple[float, Any]:
     if name == "jsonl":
         from oisp_sensor.export.jsonl import JsonlExporter
 
@@ -159,10 +158,11 @@ def main() -> None:
         print("| exporter | events | seconds | events/s | target | exported | dropped |")
         print("|---|---|---|---|---|---|---|")
         for name in args.only.split(","):
-            took, stats = run(name, args.events, Path(tmp))
-            rate = args.events / took
+            data = events(args.events)
+            took, stats = run(name, data, Path(tmp))
+            rate = len(data) / took
             print(
-                f"| {name} | {args.events:,} | {took:.2f} | {rate:,.0f} | {targets[name]:,} | "
+                f"| {name} | {len(data):,} | {took:.2f} | {rate:,.0f} | {targets[name]:,} | "
                 f"{stats.events_exported:,} | {stats.events_dropped:,} |",
                 flush=True,
             )

@@ -2,7 +2,7 @@
 Debian's Go) times n client Writes of 1,000 bytes, then n server Reads, over an in-memory
 connection, without and with the sensor running. Two modes: back to back ("burst": 20,000
 records in a fraction of a second, faster than the sensor drains its ring buffer), and
-"paced" (an untimed 50 us pause after each call, so the consumer keeps up).
+"paced" (an untimed 50 us busy pause after each call, so the consumer keeps up).
 
 With the sensor, the binary is probed from the start (`--ssl-path`): Write has one probe
 (its stack-check branch, emulated by the kernel), Read has that plus a probe on the RET

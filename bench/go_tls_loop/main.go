@@ -82,6 +82,13 @@ func (memConn) SetDeadline(time.Time) error      { return nil }
 func (memConn) SetReadDeadline(time.Time) error  { return nil }
 func (memConn) SetWriteDeadline(time.Time) error { return nil }
 
+// spin waits without sleeping: a sleeping CPU wakes up with cold caches (and, in a VM,
+// after an exit), which would add microseconds to the next timed call.
+func spin(d time.Duration) {
+	for start := time.Now(); time.Since(start) < d; {
+	}
+}
+
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, err)
 	os.Exit(1)
@@ -125,7 +132,7 @@ func main() {
 	for i := range msg {
 		msg[i] = 'x'
 	}
-	// With -pause, each call is timed on its own and followed by an untimed pause, so
+	// With -pause, each call is timed on its own and followed by an untimed busy pause, so
 	// that the sensor's consumer keeps up (a burst fills its ring buffer, and then every
 	// record wakes the consumer: a different cost).
 	var writeTime, readTime time.Duration
@@ -135,9 +142,7 @@ func main() {
 			fail(err)
 		}
 		writeTime += time.Since(start)
-		if *pause > 0 {
-			time.Sleep(*pause)
-		}
+		spin(*pause)
 	}
 	buf := make([]byte, 2**size)
 	for got := 0; got < *n**size; {
@@ -148,9 +153,7 @@ func main() {
 		}
 		readTime += time.Since(start)
 		got += k
-		if *pause > 0 {
-			time.Sleep(*pause)
-		}
+		spin(*pause)
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(map[string]float64{
 		"write_us": float64(writeTime.Nanoseconds()) / float64(*n) / 1000,

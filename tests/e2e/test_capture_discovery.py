@@ -69,3 +69,33 @@ def test_events_carry_the_container_id(fake_provider: FakeProviderHandle, tmp_pa
     for event in events:
         assert event["process"]["container_id"] == cid
         assert event["process"]["container_runtime"] == "docker"
+
+
+def test_client_in_its_own_mount_namespace_with_its_own_libssl(
+    fake_provider: FakeProviderHandle, tmp_path: Path
+) -> None:
+    """Like a container: the client's mount namespace shows a different file at the system
+    libssl path. Found through /proc/PID/root (the path means another file out here),
+    probed before the client's first TLS call, with no delay in the client."""
+    system_lib = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
+    copy = tmp_path / "libssl.so.3"
+    shutil.copy(system_lib, copy)
+    body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "own mount ns"}]}'
+    curl = (
+        f"curl -sS --cacert {fake_provider.ca_path} https://api.openai.com/v1/chat/completions "
+        f"-H 'Authorization: Bearer {fake_provider.openai_api_key}' -H 'Content-Type: application/json' "
+        f"-d '{body}'"
+    )
+    script = f"mount --bind {copy} {system_lib} && exec {curl}"
+    with RunningSensor(tmp_path / "events.jsonl") as sensor:
+        proc = fake_provider.popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    reply = json.loads(out)
+    requests = [e for e in sensor.events() if e["event_type"] == "ai.request" and e["process"]["name"] == "curl"]
+    assert len(requests) == 1
+    pid = requests[0]["process"]["pid"]
+    events = ai_events(sensor.events(), pid)
+    assert [e["event_type"] for e in events] == ["ai.request", "ai.response"]
+    assert events[1]["data"]["request_id"] == reply["id"]
+    assert events[1]["data"]["choices"][0]["message"]["content"] == "Hello! You said: own mount ns"

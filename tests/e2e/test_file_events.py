@@ -73,7 +73,7 @@ def test_agent_files_are_attributed_to_the_agent(agent_run: dict[str, Any]) -> N
     for e in agent_file:
         by_type.setdefault(e["event_type"], []).append(e)
     opens = by_type["file.open"]
-    assert [o["data"]["flags"][:3] for o in opens][0] == ["O_WRONLY", "O_CREAT", "O_TRUNC"]
+    assert opens[0]["data"]["flags"][:3] == ["O_WRONLY", "O_CREAT", "O_TRUNC"]
     assert by_type["file.write"][0]["data"]["size"] == 1000
     assert by_type["file.read"][0]["data"]["size"] == 1000
     closes = by_type["file.close"]

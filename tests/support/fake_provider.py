@@ -85,6 +85,8 @@ Test-controlled behaviours, by request header:
 
 * ``x-fake-gzip: 1`` -- gzip the response body (``Content-Encoding: gzip``); streams are
   compressed incrementally with a sync flush after each event, as a proxy would.
+* ``x-fake-encoding: gzip|deflate|br|zstd`` -- the same with any of these encodings
+  (HTTP/1.1; the HTTP/2 server knows gzip only).
 * ``x-fake-chunked: 1`` -- ``Transfer-Encoding: chunked`` for non-streaming answers (body in
   three chunks). Streams are always chunked, as the providers' are. Over HTTP/2 (which has no
   chunked coding) the body goes in three DATA frames and has no ``content-length``.
@@ -114,19 +116,21 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import brotli
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 import httptools
 import orjson
+import zstandard
 
 #: Output tokens reported for an OpenAI tool call answer.
 TOOL_CALL_TOKENS = 10
@@ -290,6 +294,13 @@ class Request:
     def header_flag(self, name: str) -> bool:
         """Whether a test-control header is set to a true-ish value."""
         return self.headers.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+    def encoding(self) -> str:
+        """The Content-Encoding asked for by the test-control headers ("" for none)."""
+        asked = self.headers.get("x-fake-encoding", "").strip().lower()
+        if asked in _ENCODERS:
+            return asked
+        return "gzip" if self.header_flag("x-fake-gzip") else ""
 
     def header_ms(self, name: str) -> float:
         """A test-control header holding milliseconds, as seconds (0 if absent or invalid)."""
@@ -488,8 +499,8 @@ class _Connection(asyncio.Protocol):
                 if not self.closed:
                     self._write_all(req, resp)
             else:
-                enc = _StreamEncoder(req.header_flag("x-fake-gzip"))
-                self._write(self._head(req, resp, streaming=True, gzipped=enc.gzipped))
+                enc = _StreamEncoder(req.encoding())
+                self._write(self._head(req, resp, streaming=True, encoding=enc.encoding))
                 for i, event in enumerate(resp.events):
                     if i:
                         await asyncio.sleep(gap)
@@ -511,7 +522,7 @@ class _Connection(asyncio.Protocol):
             self.transport.write(data)
 
     def _head(
-        self, req: Request, resp: Response, *, streaming: bool, gzipped: bool, length: int = 0
+        self, req: Request, resp: Response, *, streaming: bool, encoding: str, length: int = 0
     ) -> bytes:
         """Status line and headers; ``length`` is used unless the body is chunked (``streaming``)."""
         lines = [
@@ -524,8 +535,8 @@ class _Connection(asyncio.Protocol):
         else:
             lines.append(f"content-length: {length}")
         lines.append("connection: keep-alive" if req.keep_alive else "connection: close")
-        if gzipped:
-            lines.append("content-encoding: gzip")
+        if encoding:
+            lines.append(f"content-encoding: {encoding}")
         if resp.events is not None:
             lines.append("cache-control: no-cache")
         lines.extend(f"{k}: {v}" for k, v in resp.headers)
@@ -534,24 +545,26 @@ class _Connection(asyncio.Protocol):
 
     def _write_all(self, req: Request, resp: Response) -> None:
         """Send a complete answer in one write (events too, when no pacing was asked)."""
-        gzipped = req.header_flag("x-fake-gzip")
+        encoding = req.encoding()
         if resp.events is not None:
-            enc = _StreamEncoder(gzipped)
-            out = [self._head(req, resp, streaming=True, gzipped=gzipped)]
+            enc = _StreamEncoder(encoding)
+            out = [self._head(req, resp, streaming=True, encoding=encoding)]
             out.extend(enc.chunk(event) for event in resp.events)
             out.append(enc.finish())
             self._write(b"".join(out))
         else:
-            body = gzip.compress(resp.body, compresslevel=6, mtime=0) if gzipped else resp.body
+            body = _ENCODERS[encoding]().whole(resp.body) if encoding else resp.body
             if req.header_flag("x-fake-chunked"):
                 third = max(1, -(-len(body) // 3))
                 pieces = [body[i : i + third] for i in range(0, len(body), third)]
-                out = [self._head(req, resp, streaming=True, gzipped=gzipped)]
+                out = [self._head(req, resp, streaming=True, encoding=encoding)]
                 out.extend(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
                 out.append(b"0\r\n\r\n")
                 self._write(b"".join(out))
             else:
-                self._write(self._head(req, resp, streaming=False, gzipped=gzipped, length=len(body)) + body)
+                self._write(
+                    self._head(req, resp, streaming=False, encoding=encoding, length=len(body)) + body
+                )
         self._after_response(req)
 
     def _after_response(self, req: Request) -> None:
@@ -561,13 +574,69 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-class _StreamEncoder:
-    """Turns SSE events into HTTP chunks, optionally gzip-compressed with a sync flush each."""
+class _Compressor:
+    """An incremental compressor for one Content-Encoding: `part` compresses and flushes
+    (so the client can decode what it has so far, as a proxy's streamed answer allows),
+    `end` finishes the stream, `whole` compresses a complete body."""
 
-    def __init__(self, gzipped: bool) -> None:
-        """Set up the compressor when asked to gzip."""
-        self.gzipped = gzipped
-        self._z = zlib.compressobj(6, zlib.DEFLATED, 31) if gzipped else None
+    def part(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def end(self) -> bytes:
+        raise NotImplementedError
+
+    def whole(self, data: bytes) -> bytes:
+        return self.part(data) + self.end()
+
+
+class _Zlib(_Compressor):
+    def __init__(self, wbits: int) -> None:
+        self._z = zlib.compressobj(6, zlib.DEFLATED, wbits)
+
+    def part(self, data: bytes) -> bytes:
+        return self._z.compress(data) + self._z.flush(zlib.Z_SYNC_FLUSH)
+
+    def end(self) -> bytes:
+        return self._z.flush()
+
+
+class _Brotli(_Compressor):
+    def __init__(self) -> None:
+        self._c = brotli.Compressor()
+
+    def part(self, data: bytes) -> bytes:
+        return self._c.process(data) + self._c.flush()
+
+    def end(self) -> bytes:
+        return self._c.finish()
+
+
+class _Zstd(_Compressor):
+    def __init__(self) -> None:
+        self._c = zstandard.ZstdCompressor().compressobj()
+
+    def part(self, data: bytes) -> bytes:
+        return self._c.compress(data) + self._c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+
+    def end(self) -> bytes:
+        return self._c.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+
+
+_ENCODERS: dict[str, Callable[[], _Compressor]] = {
+    "gzip": lambda: _Zlib(31),
+    "deflate": lambda: _Zlib(15),  # HTTP's "deflate" is the zlib format
+    "br": _Brotli,
+    "zstd": _Zstd,
+}
+
+
+class _StreamEncoder:
+    """Turns SSE events into HTTP chunks, optionally compressed with a flush after each."""
+
+    def __init__(self, encoding: str) -> None:
+        """Set up the compressor for `encoding` ("" for none)."""
+        self.encoding = encoding
+        self._z = _ENCODERS[encoding]() if encoding else None
 
     @staticmethod
     def _frame(data: bytes) -> bytes:
@@ -577,12 +646,12 @@ class _StreamEncoder:
     def chunk(self, event: bytes) -> bytes:
         """Encode one event."""
         if self._z is not None:
-            event = self._z.compress(event) + self._z.flush(zlib.Z_SYNC_FLUSH)
+            event = self._z.part(event)
         return self._frame(event)
 
     def finish(self) -> bytes:
-        """The gzip trailer if any, then the terminating zero-length chunk."""
-        tail = self._frame(self._z.flush()) if self._z is not None else b""
+        """The compressed stream's end if any, then the terminating zero-length chunk."""
+        tail = self._frame(self._z.end()) if self._z is not None else b""
         return tail + b"0\r\n\r\n"
 
 
