@@ -46,6 +46,15 @@ struct {
 	__type(value, __u32); /* OISP_WATCH_* */
 } oisp_watch SEC(".maps");
 
+/* Processes seen speaking JSON-RPC on their stdin/stdout pipes (MCP's stdio transport):
+ * 1 = capture their stdio, 2 = looked, not JSON-RPC (never looked at again). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u8);
+} oisp_stdio SEC(".maps");
+
 /* Per-CPU scratch space: the BPF stack is 512 bytes, a chunk is 16 KiB. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -566,6 +575,7 @@ int BPF_PROG(oisp_process_exit, struct task_struct *p, bool group_dead)
 		return 0; /* other threads of the process live on */
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 	forget_watched(tgid);
+	bpf_map_delete_elem(&oisp_stdio, &tgid);
 	struct oisp_ctl_event ev = {
 		.kind = OISP_REC_PROC_EXIT,
 		.pid = tgid,
@@ -739,7 +749,49 @@ enum sys_target {
 	SYS_DUP_CLEAR = 6, /* dup2/dup3 over a tracked descriptor: it is closed */
 	SYS_ADOPT = 7,	   /* an inherited regular file, seen at first use */
 	SYS_COPY = 8,	   /* sendfile/copy_file_range: fd reads, arg writes */
+	SYS_STDIO = 9,	   /* stdin read / stdout write of a JSON-RPC stdio server */
+	SYS_STDIO_SNIFF = 10, /* stdin read of a process not yet known: look at what it got */
 };
+
+#define OISP_STDIO_YES 1
+#define OISP_STDIO_NO 2
+
+/* Is `fd` of the current process a pipe (or FIFO)? */
+static __always_inline int fd_is_pipe(int fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct file *file = 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd & 0xff]) != 0 || !file)
+		return 0;
+	__u16 mode = BPF_CORE_READ(file, f_inode, i_mode);
+	return (mode & 0170000) == 0010000; /* S_IFIFO */
+}
+
+/* Does a JSON-RPC message start here? MCP's stdio transport writes one JSON object per
+ * line; every message starts with one of these keys (whatever order the SDK uses). */
+static __always_inline int looks_jsonrpc(__u64 buf, __u64 len)
+{
+	char b[10] = {};
+	if (len < 10 || bpf_probe_read_user(b, sizeof(b), (const void *)buf) != 0)
+		return 0;
+	if (b[0] != '{' || b[1] != '"')
+		return 0;
+	if (b[2] == 'j' && b[3] == 's' && b[4] == 'o' && b[5] == 'n' && b[6] == 'r' && b[7] == 'p' && b[8] == 'c')
+		return 1; /* {"jsonrpc" */
+	if (b[2] == 'm' && b[3] == 'e' && b[4] == 't' && b[5] == 'h' && b[6] == 'o' && b[7] == 'd' && b[8] == '"')
+		return 1; /* {"method" */
+	if (b[2] == 'i' && b[3] == 'd' && b[4] == '"')
+		return 1; /* {"id" */
+	if (b[2] == 'r' && b[3] == 'e' && b[4] == 's' && b[5] == 'u' && b[6] == 'l' && b[7] == 't' && b[8] == '"')
+		return 1; /* {"result" */
+	return 0;
+}
+
+static __always_inline __u64 stdio_conn_id(__u32 pid)
+{
+	return (3ULL << 62) | pid; /* never an SSL* nor a socket connection id */
+}
 
 /* What sys_enter keeps for sys_exit, per thread. */
 struct sys_call {
@@ -1017,6 +1069,32 @@ int BPF_PROG(oisp_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	struct sys_call call = {.nr = id, .fd = regs->di, .buf = regs->si, .arg = regs->dx};
 
+	/* Pipe reads and writes on low descriptors: a JSON-RPC stdio server (MCP), which
+	 * may have moved its stdin/stdout (Python's mcp server reads a dup of fd 0). A process
+	 * is judged once, by the first bytes of its first pipe I/O. */
+	if (cfg->stdio_capture && (id == NR_read || id == NR_write) && regs->di < 16) {
+		__u8 *state = bpf_map_lookup_elem(&oisp_stdio, &pid);
+		if (state && *state == OISP_STDIO_YES) {
+			if (fd_is_pipe(regs->di))
+				call.target = SYS_STDIO;
+		} else if (!state && fd_is_pipe(regs->di)) {
+			if (id == NR_write) {
+				__u8 verdict = looks_jsonrpc(regs->si, regs->dx) ? OISP_STDIO_YES : OISP_STDIO_NO;
+				bpf_map_update_elem(&oisp_stdio, &pid, &verdict, BPF_ANY);
+				if (verdict == OISP_STDIO_YES)
+					call.target = SYS_STDIO;
+			} else {
+				call.target = SYS_STDIO_SNIFF;
+			}
+		}
+		if (call.target) {
+			call.conn_id = stdio_conn_id(pid);
+			call.ts_ns = bpf_ktime_get_ns();
+			bpf_map_update_elem(&oisp_sys_calls, &pid_tgid, &call, BPF_ANY);
+			return 0;
+		}
+	}
+
 	if (id == NR_connect) {
 		if (!cfg->socket_capture || !connect_port_wanted(regs->si))
 			return 0;
@@ -1220,6 +1298,20 @@ int BPF_PROG(oisp_sys_exit, struct pt_regs *regs, long ret)
 	}
 	if (ret <= 0)
 		return 0;
+	if (call.target == SYS_STDIO_SNIFF) {
+		__u32 pid = pid_tgid >> 32;
+		__u8 verdict = looks_jsonrpc(call.buf, ret) ? OISP_STDIO_YES : OISP_STDIO_NO;
+		bpf_map_update_elem(&oisp_stdio, &pid, &verdict, BPF_ANY);
+		if (verdict != OISP_STDIO_YES)
+			return 0;
+		call.target = SYS_STDIO;
+	}
+	if (call.target == SYS_STDIO) {
+		__u32 direction = nr == NR_read ? OISP_DIR_READ : OISP_DIR_WRITE;
+		__u64 ts = direction == OISP_DIR_READ ? bpf_ktime_get_ns() : call.ts_ns;
+		emit_data(pid_tgid, call.conn_id, call.buf, ret, ts, direction, OISP_SRC_STDIO);
+		return 0;
+	}
 	int reading = is_read_nr(nr);
 	if (call.target == SYS_FILE) {
 		struct fd_key key = {.pid = pid_tgid >> 32, .fd = (__s32)call.fd};

@@ -45,6 +45,7 @@ enum oisp_data_source {
 	OISP_SRC_SOCKET = 1,
 	OISP_SRC_GNUTLS = 2,
 	OISP_SRC_GO = 3, /* Go's crypto/tls */
+	OISP_SRC_STDIO = 4, /* stdin reads / stdout writes of a JSON-RPC stdio server (MCP) */
 };
 
 /* Record flags. */
@@ -237,6 +238,8 @@ struct oisp_config {
 	__u32 socket_capture; /* capture plain-HTTP sockets to the ports in oisp_http_ports */
 	__u32 exec_env;	      /* exec records carry the environment */
 	__u32 lib_hints;      /* report opens of TLS libraries (OISP_REC_LIB_OPEN) */
+	__u32 stdio_capture;  /* capture processes that speak JSON-RPC over stdin/stdout pipes */
+	__u32 pad;
 };
 
 #endif /* OISP_RECORDS_H */

@@ -212,6 +212,7 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
         socket_capture=cap.plain_http,
         http_ports=tuple(cap.http_ports),
         exec_env=cap.process_env,
+        stdio_capture=cap.mcp_stdio,
     )
     status_path = args.status_file or os.path.join(STATUS_DIR, f"{os.getpid()}.json")
     sensor: Sensor | None = None

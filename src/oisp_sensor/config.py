@@ -90,6 +90,9 @@ class CaptureConfig(Section):
     # process.exec carries the environment (redacted like everything else): opt-in,
     # environments are full of credentials.
     process_env: bool = False
+    # MCP's stdio transport: processes that speak JSON-RPC on their stdin/stdout pipes
+    # (MCP servers an agent started) have those pipes captured.
+    mcp_stdio: bool = True
 
 
 class JsonlExport(Section):

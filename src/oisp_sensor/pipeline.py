@@ -33,12 +33,14 @@ from .capture.records import (
     ForkRecord,
     NetConnectRecord,
     ProcessExitRecord,
+    Source,
 )
 from .config import SensorConfig
 from .decode.agent_sessions import AgentSessions
 from .decode.ai_events import AiEventBuilder
 from .decode.connection import ConnectionTracker
 from .decode.file_events import FileEventBuilder
+from .decode.mcp_stdio import McpStdio
 from .decode.messages import DecodeOutput
 from .decode.pricing import Pricing
 from .decode.providers.registry import ProviderRegistry
@@ -114,6 +116,7 @@ class Pipeline:
         self.system = SystemEventBuilder(
             self.clock.new_event_id, process=config.capture.process, network=config.capture.network
         )
+        self.mcp_stdio = McpStdio(self.builder.mcp_tracker, self.processes.get)
         cap = config.capture
         self.files = FileEventBuilder(
             self.clock.new_event_id,
@@ -181,6 +184,9 @@ class Pipeline:
         if ts > self._latest_ts:
             self._latest_ts = ts
         if isinstance(record, DataRecord):
+            if record.source == Source.STDIO:
+                self._stdio(record)
+                return
             if record.pid not in self._seen_pids:
                 self._first_sight(record)
             self._decode(record)
@@ -188,6 +194,7 @@ class Pipeline:
             self._emit_all(self.system.exec(record, self._exec_context(record)))
         elif isinstance(record, ProcessExitRecord):
             self._decode(record)  # finishes the exchanges of its connections first
+            self._emit_all(self.mcp_stdio.process_exit(record.pid, record.ts_ns))
             self._emit_all(self.sessions.process_exit(record.pid, record.ts_ns))
             self.processes.known(record.pid, record.comm)  # gone: no /proc to read
             self._emit_all(self.system.exit(record))
@@ -207,6 +214,13 @@ class Pipeline:
                 self._emit_all(self.files.close(record))
         else:
             self._decode(record)
+
+    def _stdio(self, record: DataRecord) -> None:
+        try:
+            self._emit_all(self.sessions.observe(self.mcp_stdio.feed(record)))
+        except Exception:  # a decoder bug must cost one message, not the sensor
+            self.counts["errors"] += 1
+            log.exception("internal error while decoding a stdio record")
 
     def _decode(self, record: Any) -> None:
         try:

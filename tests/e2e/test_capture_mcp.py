@@ -7,7 +7,9 @@ and sends the result back to the model. Three transports: the stateless 2026 pro
 GET /sse stream). The sensor must report each MCP tool call and result, name the server,
 link the MCP call to the model's tool call it executes, and sum the run up as a session.
 
-MCP over stdio is not covered: the sensor has no capture of pipe I/O yet.
+Over stdio the agent starts the server itself and the sensor reads the JSON-RPC lines on
+the server's stdin/stdout pipes (the kernel recognises a JSON-RPC speaker by its first
+message); the events still belong to the agent.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ MODES = {  # client mode -> (server transport, URL path)
     "auto": ("streamable", "/mcp"),
     "legacy": ("streamable", "/mcp"),
     "sse": ("sse", "/sse"),
+    "stdio": ("stdio", ""),
 }
 
 
@@ -77,7 +80,7 @@ def recording(
     results: dict[str, Any] = {}
     with RunningSensor(out) as sensor:
         for mode, (transport, path) in MODES.items():
-            url = f"https://localhost:{PORTS[transport]}{path}"
+            url = f"https://localhost:{PORTS[transport]}{path}" if transport in PORTS else "-"
             res = fake_provider.run(
                 [sys.executable, str(MCP_DIR / "agent.py"), url, mode, str(fake_provider.ca_path)],
                 timeout=120,
@@ -104,9 +107,14 @@ def test_mcp_tool_calls_and_results(recording: dict[str, Any], mode: str) -> Non
     server = weather["data"]["mcp"]["server"]
     transport, path = MODES[mode]
     assert server["name"] == "weather-e2e"
-    assert server["url"] == f"https://localhost:{PORTS[transport]}{path}"
-    assert weather["data"]["mcp"]["transport"] == ("sse" if mode == "sse" else "streamable_http")
-    if mode != "auto":  # the handshake-era transports have sessions
+    if transport == "stdio":
+        assert server["command"].endswith("weather_server.py stdio")
+        assert weather["data"]["mcp"]["transport"] == "stdio"
+        assert weather["source"]["capture_point"] == "stdio"
+    else:
+        assert server["url"] == f"https://localhost:{PORTS[transport]}{path}"
+        assert weather["data"]["mcp"]["transport"] == ("sse" if mode == "sse" else "streamable_http")
+    if mode in ("legacy", "sse"):  # the handshake-era HTTP transports have sessions
         assert weather["data"]["mcp"]["session_id"]
     results = {r["data"]["related_event_id"]: r for r in _of(events, pid, "agent.tool_result")}
     ok, failed = results[weather["event_id"]]["data"], results[fail["event_id"]]["data"]

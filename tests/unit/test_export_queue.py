@@ -105,3 +105,17 @@ def test_ticks_happen_under_a_steady_stream() -> None:
         time.sleep(0.002)
     rec.close(1)
     assert rec.ticks >= 4
+
+
+def test_disk_full_jsonl_is_counted_and_one_line(tmp_path: Any) -> None:
+    from oisp_sensor.config import JsonlExport
+    from oisp_sensor.export.jsonl import JsonlExporter
+
+    # /dev/full: opens fine, every write fails with ENOSPC, as a full disk does
+    exp = JsonlExporter(JsonlExport(path="/dev/full"))
+    exp.start()
+    exp.submit_many([{"n": i, "pad": "x" * 2000} for i in range(10)])
+    exp.close(2)
+    s = exp.stats()
+    assert s.events_exported == 0 and s.events_dropped == 10
+    assert s.last_error == "cannot write events to /dev/full: No space left on device"

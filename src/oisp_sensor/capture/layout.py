@@ -204,6 +204,8 @@ class Config(ctypes.Structure):
         ("socket_capture", ctypes.c_uint32),
         ("exec_env", ctypes.c_uint32),
         ("lib_hints", ctypes.c_uint32),
+        ("stdio_capture", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
     ]
 
 

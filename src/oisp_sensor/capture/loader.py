@@ -115,6 +115,7 @@ class CaptureOptions:
     socket_capture: bool = True  # plain-HTTP traffic to http_ports
     http_ports: tuple[int, ...] = DEFAULT_HTTP_PORTS
     exec_env: bool = False  # exec records carry the environment (opt-in)
+    stdio_capture: bool = True  # JSON-RPC over stdin/stdout pipes (MCP stdio servers)
 
 
 class KernelCapture:
@@ -185,7 +186,12 @@ class KernelCapture:
             programs.append(FORK_PROGRAM)
         if self.options.network_events:
             programs.append(CONNECT_PROGRAM)
-        if self.options.file_mode != FileMode.OFF or self.options.socket_capture or self.options.ssl:
+        if (
+            self.options.file_mode != FileMode.OFF
+            or self.options.socket_capture
+            or self.options.ssl
+            or self.options.stdio_capture
+        ):
             programs.extend(SYSCALL_PROGRAMS)
         for name in programs:
             link = self.bpf.lib.bpf_program__attach(self._program(name))
@@ -228,6 +234,7 @@ class KernelCapture:
             socket_capture=int(self.options.socket_capture),
             exec_env=int(self.options.exec_env),
             lib_hints=int(self.options.ssl),
+            stdio_capture=int(self.options.stdio_capture),
         )
         key = ctypes.c_uint32(0)
         fd = self.bpf.lib.bpf_map__fd(self._map("oisp_config"))

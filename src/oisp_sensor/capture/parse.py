@@ -59,7 +59,7 @@ assert (
 _TRUNCATED = 0x1
 
 _DIRECTIONS = (Direction.WRITE, Direction.READ)
-_SOURCES = (Source.OPENSSL, Source.SOCKET, Source.GNUTLS, Source.GO)
+_SOURCES = (Source.OPENSSL, Source.SOCKET, Source.GNUTLS, Source.GO, Source.STDIO)
 
 
 class MalformedRecord(ValueError):

@@ -24,6 +24,7 @@ class Source(enum.IntEnum):
     SOCKET = 1
     GNUTLS = 2
     GO = 3
+    STDIO = 4  # stdin/stdout pipes of a JSON-RPC stdio server (MCP)
 
 
 @dataclass(slots=True)

@@ -255,6 +255,11 @@ class AiEventBuilder:
         self._mcp = McpHttp(McpTracker(id_factory, link=self._model_call_for))
 
     @property
+    def mcp_tracker(self) -> McpTracker:
+        """The MCP tracker, shared with the stdio transport (decode/mcp_stdio.py)."""
+        return self._mcp.tracker
+
+    @property
     def mcp_counters(self) -> McpCounters:
         return self._mcp.tracker.counters
 

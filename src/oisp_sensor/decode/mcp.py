@@ -204,6 +204,10 @@ class McpTracker:
             session.server = session.server or learned.server
             session.protocol_version = session.protocol_version or learned.protocol_version
 
+    def pending_ids(self, key: SessionKey) -> list[str]:
+        """Ids of the requests of session `key` still waiting for their answer."""
+        return [request_id for (k, request_id) in self._pending if k == key]
+
     def unanswered(
         self,
         conn: ConnInfo,

@@ -91,12 +91,13 @@ class ConnInfo:
     comm: str
     role: Role = Role.UNKNOWN
     first_ts_ns: int = 0
-    # "ssl" (plaintext from a TLS library) or "socket" (plain HTTP from socket syscalls)
+    # "ssl" (plaintext from a TLS library), "socket" (plain HTTP from socket syscalls) or
+    # "stdio" (JSON-RPC on a stdio server's pipes)
     capture_point: str = "ssl"
 
     @property
     def capture_method(self) -> str:
-        return "ebpf_tracepoint" if self.capture_point == "socket" else "ebpf_uprobe"
+        return "ebpf_tracepoint" if self.capture_point in ("socket", "stdio") else "ebpf_uprobe"
 
 
 # ---- what ConnectionTracker.feed() returns ------------------------------------------------

@@ -1,6 +1,9 @@
 """An agent loop: the model (OpenAI SDK) asks for a tool, the agent runs it on an MCP server.
 
-    python agent.py URL auto|legacy|sse CA_FILE
+    python agent.py URL auto|legacy|sse|stdio CA_FILE
+
+In stdio mode URL is ignored: the agent starts weather_server.py itself and talks to it
+over its stdin/stdout, as agents run local MCP servers.
 
 Prints one JSON line: pid, the model's tool call id, what the MCP tool calls returned and the
 model's final answer. The MCP client (the `mcp` package, over httpx2) trusts CA_FILE
@@ -20,6 +23,7 @@ import httpx2
 import openai
 from mcp import Client
 from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
@@ -32,6 +36,9 @@ def transport(url: str, mode: str, ca: str) -> Any:
     def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> httpx2.AsyncClient:
         return httpx2.AsyncClient(verify=context, headers=headers, timeout=timeout or 30, auth=auth)
 
+    if mode == "stdio":
+        server = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weather_server.py")
+        return StdioServerParameters(command=sys.executable, args=[server, "stdio"])
     if mode == "sse":
         return sse_client(url, httpx_client_factory=factory)
     return streamable_http_client(url, http_client=factory())

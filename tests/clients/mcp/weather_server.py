@@ -1,6 +1,7 @@
 """A real MCP server (the `mcp` package) over HTTPS, for the sensor's end-to-end tests.
 
     python weather_server.py PORT CERT KEY streamable|sse
+    python weather_server.py stdio          (MCP's stdio transport: JSON-RPC on stdin/stdout)
 
 Tools: `get_weather(city)` answers "sunny in <city>"; `fail(reason)` raises, so the
 client gets a result with `isError` true.
@@ -29,6 +30,9 @@ def fail(reason: str) -> str:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["stdio"]:
+        server.run("stdio")
+        return
     port, cert, key, transport = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     app = server.streamable_http_app() if transport == "streamable" else server.sse_app()
     uvicorn.run(app, host="127.0.0.1", port=port, ssl_certfile=cert, ssl_keyfile=key, log_level="warning")
