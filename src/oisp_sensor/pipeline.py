@@ -321,7 +321,7 @@ class Pipeline:
         info = self.processes.get(event.pid, event.comm)
         process = info.process_context()
         if event.tid and event.tid != event.pid:
-            process["tid"] = event.tid
+            process = {**process, "tid": event.tid}  # the shared context is never modified
         app = self.apps.context(info)
         web = None
         data = event.data

@@ -35,8 +35,13 @@ class ProcessInfo:
     container_id: str = ""
     container_runtime: str = ""
     complete: bool = False  # False when /proc was already gone
+    # The context dict, built once: every event of the process shares it (never modify
+    # it; redaction caches its result per object).
+    _context: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def process_context(self) -> dict[str, Any]:
+        if self._context is not None:
+            return self._context
         context: dict[str, Any] = {
             "pid": self.pid,
             "ppid": self.ppid,
@@ -50,6 +55,7 @@ class ProcessInfo:
         if self.container_id:
             context["container_id"] = self.container_id
             context["container_runtime"] = self.container_runtime
+        self._context = context
         return context
 
 
@@ -185,6 +191,7 @@ class ProcessCache:
         if info is not None:
             copy = ProcessInfo(**{f: getattr(info, f) for f in ProcessInfo.__slots__})  # type: ignore[attr-defined]
             copy.pid, copy.ppid, copy.cmdline = child, parent, list(info.cmdline)
+            copy._context = None
             self._store(copy)
 
     def refresh_container(self, pid: int) -> None:
@@ -196,8 +203,9 @@ class ProcessCache:
         found = container_from_cgroup(raw.decode("utf-8", "replace")) or ("", "")
         with self._lock:
             info = self._entries.get(pid)
-            if info is not None:
+            if info is not None and (info.container_id, info.container_runtime) != found:
                 info.container_id, info.container_runtime = found
+                info._context = None
 
     def known(self, pid: int, comm: str) -> None:
         """Make sure an exited process has an entry, without reading /proc (it is gone)."""

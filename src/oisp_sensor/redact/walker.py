@@ -318,6 +318,11 @@ class _Pass:
             if len(self.argv_cache) >= _ARGV_CACHE_MAX:
                 self.argv_cache.clear()
             self.argv_cache[key] = cached
+            new, kinds = cached
+            if len(args) > 1 and new[0] is args[0] and not args[0].startswith("-"):
+                # process.exec carries the arguments without argv[0] next to the command
+                # line: the same result, when argv[0] (a program name) changed nothing.
+                self.argv_cache[(key[0], key[1][1:])] = (new[1:], kinds)
         new, kinds = cached
         if kinds:
             self.count += len(kinds)
@@ -639,6 +644,9 @@ class Redactor:
         )
         self._credentials = Scanner(CREDENTIAL_DETECTORS, prefixes)
         self._argv_cache: dict[tuple[int, tuple[str, ...]], tuple[list[str], list[str]]] = {}
+        # (id(context), mode) -> (context, redacted, count, kinds, originals); the context
+        # is kept referenced so its id cannot be reused while cached.
+        self._process_cache: dict[tuple[int, str], tuple[Any, Any, int, list[str], list[str]]] = {}
         self.counters: dict[str, ModeCounters] = {m: ModeCounters() for m in MODES}
         # ai.streaming_chunk text held back per stream (see _stream_delta)
         self._streams: dict[str, dict[tuple[str, str], str]] = {}
@@ -659,6 +667,25 @@ class Redactor:
 
     # ---- the API the pipeline calls ---------------------------------------------------
 
+    def _process(self, walk: _Pass, process: dict[str, Any], mode: str) -> dict[str, Any]:
+        """The process context, redacted once per context object and mode: every event of
+        a process carries the same (never modified) dict, with its command line."""
+        key = (id(process), mode)
+        hit = self._process_cache.get(key)
+        if hit is None or hit[0] is not process:
+            before = (walk.count, len(walk.kinds), len(walk.originals))
+            new = walk.dict_(process, "process")
+            hit = (process, new, walk.count - before[0], walk.kinds[before[1] :], walk.originals[before[2] :])
+            if len(self._process_cache) >= 4096:
+                self._process_cache.clear()
+            self._process_cache[key] = hit
+            return new
+        _, new, count, kinds, originals = hit
+        walk.count += count
+        walk.kinds.extend(kinds)
+        walk.originals.extend(originals)
+        return new
+
     def apply(self, event: dict[str, Any], mode: str | None = None) -> dict[str, Any]:
         """A redacted copy of `event` in `mode` (default: the configured mode).
 
@@ -678,7 +705,7 @@ class Redactor:
         out = dict(event)
         process = event.get("process")
         if isinstance(process, dict):
-            new_process = walk.dict_(process, "process")
+            new_process = self._process(walk, process, mode)
             if new_process is not process:
                 out["process"] = new_process
         web = event.get("web")
