@@ -420,9 +420,15 @@ def _status_text(stats: dict[str, Any], path: str) -> str:
         + (", ".join(f"{t}={n}" for t, n in sorted(stats.get("events_by_type", {}).items())) or "none"),
     ]
     for name, exp in stats.get("exporters", {}).items():
+        details = exp.get("details") or {}
+        extra = "".join(
+            f", {key} {value}" for key, value in sorted(details.items()) if not isinstance(value, dict | list)
+        )
         lines.append(
-            f"  export {name}: {exp.get('status')}, exported {exp.get('events_exported')}, "
-            f"dropped {exp.get('events_dropped')}, queue {exp.get('queue_depth')}"
+            f"  export {name}: {exp.get('status')}, submitted {exp.get('events_submitted', 0)}, "
+            f"exported {exp.get('events_exported')}, retried {exp.get('events_retried', 0)}, "
+            f"dropped {exp.get('events_dropped')}, errors {exp.get('errors', 0)}, queue {exp.get('queue_depth')}"
+            + extra
             + (f", last error: {exp['last_error']}" if exp.get("last_error") else "")
         )
     return "\n".join(lines)
