@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import ClientSession
 from tests.fixtures.redaction.corpus import Sample, secret_samples
@@ -204,6 +205,21 @@ def test_no_secret_leaves_through_any_exporter_in_safe_mode(destinations: Destin
     # what went out in safe mode says it was redacted
     for name in ("websocket", "kafka", "webhook"):
         assert b"[REDACTED:" in outputs[name], name
+
+
+def test_minimal_mode_sends_no_content_and_no_secret_through_any_exporter(destinations: Destinations) -> None:
+    events = list(_ai_events(len(SAMPLES)))
+    config = destinations.config()
+    config.redaction.mode = "minimal"
+    _, listener, _ = _run_pipeline(config, events)
+    outputs = _outputs(destinations, listener, len(events))
+    for name in ("jsonl", "websocket", "otlp", "kafka", "webhook"):
+        assert outputs[name], name
+        assert _leaks(outputs[name], SAMPLES) == [], name
+    # no content at all: lengths and hashes only
+    first = orjson.loads(outputs["jsonl"].splitlines()[0])
+    message = first["data"]["messages"][0]
+    assert "content" not in message and message["content_length"] > 0 and message["content_hash"]
 
 
 def test_dead_and_hanging_destinations_do_not_hurt_the_others(destinations: Destinations) -> None:
