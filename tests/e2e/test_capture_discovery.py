@@ -74,28 +74,22 @@ def test_events_carry_the_container_id(fake_provider: FakeProviderHandle, tmp_pa
 def test_client_in_its_own_mount_namespace_with_its_own_libssl(
     fake_provider: FakeProviderHandle, tmp_path: Path
 ) -> None:
-    """Like a container: the client's mount namespace shows a different file at the system
-    libssl path. Found through /proc/PID/root (the path means another file out here),
-    probed before the client's first TLS call, with no delay in the client."""
+    """Like a container: the client's mount namespace shows another file at the system
+    libssl path. The kernel reports the library as the client opens it, found through
+    /proc/PID/root (the path names another file out here) and probed before the SDK's
+    first call, with no delay added in the client."""
     system_lib = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
     copy = tmp_path / "libssl.so.3"
     shutil.copy(system_lib, copy)
-    body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "own mount ns"}]}'
-    curl = (
-        f"curl -sS --cacert {fake_provider.ca_path} https://api.openai.com/v1/chat/completions "
-        f"-H 'Authorization: Bearer {fake_provider.openai_api_key}' -H 'Content-Type: application/json' "
-        f"-d '{body}'"
-    )
-    script = f"mount --bind {copy} {system_lib} && exec {curl}"
+    script = f"mount --bind {copy} {system_lib} && exec {sys.executable} -c '{LATE_CLIENT}'"
     with RunningSensor(tmp_path / "events.jsonl") as sensor:
-        proc = fake_provider.popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
+        proc = fake_provider.popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env={"DELAY": "0"}
+        )
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-    reply = json.loads(out)
-    requests = [e for e in sensor.events() if e["event_type"] == "ai.request" and e["process"]["name"] == "curl"]
-    assert len(requests) == 1
-    pid = requests[0]["process"]["pid"]
-    events = ai_events(sensor.events(), pid)
+    client = json.loads(out.strip().splitlines()[-1])
+    events = ai_events(sensor.events(), client["pid"])
     assert [e["event_type"] for e in events] == ["ai.request", "ai.response"]
-    assert events[1]["data"]["request_id"] == reply["id"]
-    assert events[1]["data"]["choices"][0]["message"]["content"] == "Hello! You said: own mount ns"
+    assert events[1]["data"]["request_id"] == client["id"]
+    assert events[1]["data"]["choices"][0]["message"]["content"] == "Hello! You said: private libssl"

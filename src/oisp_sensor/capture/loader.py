@@ -149,7 +149,6 @@ class KernelCapture:
         self._thread: threading.Thread | None = None
         self._sample_cb = SAMPLE_FN(self._on_sample)
         self._last_rescan = 0.0
-        self._pending_libs: list[tuple[int, str]] = []  # (pid, path in its namespace)
         self.watch_fd = -1
         self.files_fd = -1
         self._open_files: dict[int, dict[int, str]] = {}  # pid -> fd -> comm, from open records
@@ -363,7 +362,13 @@ class KernelCapture:
         buf = ctypes.string_at(data, size)
         kind = record_kind(buf)
         if kind == RecordKind.LIB_OPEN:  # for capture only, not an event
-            self._pending_libs.append((record_pid(buf), lib_open_path(buf)))
+            # At once, not after the batch: the library's first call may be milliseconds
+            # away (curl opens libssl and writes its request within a few ms).
+            if self.options.ssl:
+                try:
+                    self._probe_new_images([], [(record_pid(buf), lib_open_path(buf))])
+                except Exception:  # never let a file we cannot read stop the poll loop
+                    log.exception("cannot examine a TLS library a process opened")
             return 0
         self._batch.append(buf)
         if kind == RecordKind.PROC_EXEC:
@@ -385,15 +390,14 @@ class KernelCapture:
             self._maybe_rescan()
 
     def _hand_off(self) -> None:
-        if self._pending_exec or self._pending_libs:
+        if self._pending_exec:
             pids, self._pending_exec = self._pending_exec, []
-            libs, self._pending_libs = self._pending_libs, []
             no_cwd, self._exec_no_cwd = self._exec_no_cwd, []
             if self.on_exec:
                 for pid in no_cwd:
                     self.on_exec(pid)
             if self.options.ssl:
-                self._probe_new_images(pids, libs)
+                self._probe_new_images(pids, [])
         if self._batch:
             batch, self._batch = self._batch, []
             if self.files_fd >= 0 and self.options.file_mode != FileMode.OFF:

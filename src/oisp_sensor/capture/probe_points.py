@@ -29,6 +29,7 @@ import capstone
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
+from .elfid import build_id
 from .gobinary import GO_TLS_FUNCTIONS, GoFunction, inspect_go_binary
 
 # Entry and return BPF programs by the calling convention of the probed function.
@@ -320,8 +321,25 @@ def plan_resolver_probes(path: str) -> list[ProbePoint]:
         binary.close()
 
 
+# Plans by (build id, family, functions): a copy of a library already planned (a container's
+# or a venv's libssl.so.3, the same build) is probed without disassembling it again. When
+# a process opens a new copy its first TLS call can follow within milliseconds.
+_PLANS: dict[tuple[bytes, str, tuple[str, ...]], list[ProbePoint]] = {}
+
+
 def plan_probes(path: str, functions: tuple[str, ...], family: str = "openssl") -> list[ProbePoint]:
     """Every probe to attach to `path` (a TLS library or executable). Raises OSError/ValueError."""
+    ident = build_id(path)
+    key = (ident, family, functions) if ident else None
+    if key is not None and key in _PLANS:
+        return list(_PLANS[key])
+    points = _plan(path, functions, family)
+    if key is not None:
+        _PLANS[key] = list(points)
+    return points
+
+
+def _plan(path: str, functions: tuple[str, ...], family: str) -> list[ProbePoint]:
     try:
         binary = _Binary(path)
     except ELFError as exc:

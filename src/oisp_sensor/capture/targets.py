@@ -9,6 +9,7 @@ Targets are deduplicated by (device, inode): the same file seen through differen
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import subprocess
@@ -19,6 +20,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from .elfid import build_id
 from .gobinary import inspect_go_binary
 
 # Functions with a probe, per TLS library; the first two decide that a file is one.
@@ -61,6 +63,7 @@ class TargetScanner:
     """Remembers which files were examined, so rescans only look at what is new."""
 
     examined: dict[tuple[int, int], Target | None] = field(default_factory=dict)
+    builds: dict[bytes, Target] = field(default_factory=dict)  # build id -> a TLS stack seen
     errors: int = 0
 
     def examine(self, path: str, found_by: str) -> Target | None:
@@ -72,6 +75,20 @@ class TargetScanner:
         key = (st.st_dev, st.st_ino)
         if key in self.examined:
             return None
+        # A copy of a library already examined (same build): same functions, no parsing.
+        ident = build_id(path)
+        known = self.builds.get(ident) if ident else None
+        if known is not None:
+            target = dataclasses.replace(known, path=path, dev=st.st_dev, inode=st.st_ino, found_by=found_by)
+            self.examined[key] = target
+            return target
+        target = self._examine(path, st, found_by)
+        self.examined[key] = target
+        if ident and target is not None:
+            self.builds[ident] = target
+        return target
+
+    def _examine(self, path: str, st: os.stat_result, found_by: str) -> Target | None:
         target = None
         for family, names in FAMILIES.items():
             functions = exported_functions(path, names)
@@ -84,7 +101,6 @@ class TargetScanner:
                 break
         else:
             target = self._go_target(path, st, found_by)
-        self.examined[key] = target
         return target
 
     def _go_target(self, path: str, st: os.stat_result, found_by: str) -> Target | None:
