@@ -231,9 +231,12 @@ def test_probes_come_and_go_under_a_running_go_program(
     for events in recorded:
         calls = ai_events(events, pid=outputs[0]["pid"], types=("ai.response",))
         assert len(calls) >= 10
-        assert all(
-            c["data"]["choices"][0]["message"]["content"].startswith("Hello! You said: churn") for c in calls
-        )
+        # Joining mid-connection, the first exchange of a connection may be seen only in
+        # part: it must then say so. Every exchange seen whole is exact.
+        whole = [c for c in calls if c["confidence"]["completeness"] == "full"]
+        assert len(whole) >= len(calls) - 4, [c["confidence"] for c in calls if c not in whole]
+        for c in whole:
+            assert c["data"]["choices"][0]["message"]["content"].startswith("Hello! You said: churn"), c
 
 
 def _exe(pid: int) -> str:
