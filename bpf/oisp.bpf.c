@@ -607,6 +607,14 @@ struct {
 	__type(value, struct connect_start);
 } oisp_connecting SEC(".maps");
 
+/* Established outgoing connections whose first send has not been seen yet (sock -> pid). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* struct sock * */
+	__type(value, __u32);
+} oisp_first_send SEC(".maps");
+
 #define OISP_TCP_ESTABLISHED 1
 #define OISP_TCP_SYN_SENT 2
 #define OISP_TCP_CLOSE 7
@@ -647,7 +655,13 @@ int BPF_PROG(oisp_inet_sock_set_state, const struct sock *sk, const int oldstate
 		.success = newstate == OISP_TCP_ESTABLISHED,
 	};
 	__builtin_memcpy(ev.comm, start->comm, sizeof(ev.comm));
+	ev.sock = key;
 	bpf_map_delete_elem(&oisp_connecting, &key);
+	if (ev.success) { /* its first send (seen by sys_enter) will name the remote host */
+		bpf_map_update_elem(&oisp_first_send, &key, &ev.pid, BPF_ANY);
+		__u32 bits = watch_bits(ev.pid) | OISP_WATCH_FIRST_SEND;
+		bpf_map_update_elem(&oisp_watch, &ev.pid, &bits, BPF_ANY);
+	}
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	ev.family = family;
 	ev.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
@@ -1023,6 +1037,59 @@ static __always_inline void on_connect_done(__u64 pid_tgid, struct sys_call *cal
 	bpf_map_update_elem(&oisp_watch, &pid, &bits, BPF_ANY);
 }
 
+/* The kernel socket behind a descriptor of the current process, or 0. */
+static __always_inline __u64 fd_sock(__s32 fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (fd < 0 || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd & 0xfffff]) != 0 || !file)
+		return 0;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & OISP_S_IFMT) != 0140000 /* S_IFSOCK */)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	return (__u64)BPF_CORE_READ(sock, sk);
+}
+
+/* write/sendto/writev/sendmsg of a process with connections whose first send is
+ * awaited: if this is one, copy its first bytes (TLS ClientHello or HTTP request line and
+ * headers), which name the remote host for network.connect. */
+static __always_inline void first_send(__u32 pid, long id, struct pt_regs *regs)
+{
+	__u64 sk = fd_sock((__s32)regs->di);
+	if (!sk || !bpf_map_lookup_elem(&oisp_first_send, &sk))
+		return;
+	bpf_map_delete_elem(&oisp_first_send, &sk);
+	__u64 buf = regs->si, len = regs->dx;
+	if (id == NR_writev || id == NR_sendmsg) {
+		__u64 iov = regs->si; /* writev(fd, iov, n); sendmsg: struct msghdr, msg_iov at 16 */
+		if (id == NR_sendmsg && bpf_probe_read_user(&iov, sizeof(iov), (const void *)(regs->si + 16)) != 0)
+			return;
+		__u64 seg[2] = {};
+		if (bpf_probe_read_user(seg, sizeof(seg), (const void *)iov) != 0)
+			return;
+		buf = seg[0];
+		len = seg[1];
+	}
+	struct oisp_first_send_event *ev = bpf_ringbuf_reserve(&oisp_events, sizeof(*ev), 0);
+	if (!ev) {
+		count(OISP_CNT_EVENTS_LOST, 1);
+		return;
+	}
+	__u32 n = len > OISP_FIRST_SEND_MAX ? OISP_FIRST_SEND_MAX : len;
+	ev->kind = OISP_REC_NET_FIRST_SEND;
+	ev->pid = pid;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->sock = sk;
+	if (n > OISP_FIRST_SEND_MAX || bpf_probe_read_user(ev->data, n, (const void *)buf) != 0)
+		n = 0;
+	ev->len = n;
+	bpf_ringbuf_submit(ev, wakeup_flags());
+}
+
 struct iov_ctx {
 	__u64 pid_tgid;
 	__u64 conn_id;
@@ -1127,6 +1194,9 @@ int BPF_PROG(oisp_sys_enter, struct pt_regs *regs, long id)
 		__u32 bits = watch_bits(pid);
 		if (!bits && cfg->file_mode != OISP_FILES_ALL)
 			return 0;
+		if ((bits & OISP_WATCH_FIRST_SEND) &&
+		    (id == NR_write || id == NR_sendto || id == NR_writev || id == NR_sendmsg))
+			first_send(pid, id, regs);
 		if (id == NR_close) {
 			on_close(pid_tgid, (__s32)regs->di);
 			return 0;

@@ -32,6 +32,9 @@ enum oisp_record_kind {
 	OISP_REC_FILE_CLOSE = 9, /* ... and closed it: bytes read and written (oisp_file_close_event) */
 	OISP_REC_LIB_OPEN = 10,	 /* any process opened a file named libssl* or libgnutls* (same
 				    layout as oisp_file_open_event): a TLS library to probe */
+	OISP_REC_NET_FIRST_SEND = 11, /* the first bytes an outgoing TCP connection sent (a TLS
+					 ClientHello with its SNI, or an HTTP request with Host):
+					 names the remote host (struct oisp_first_send_event) */
 };
 
 enum oisp_direction {
@@ -145,6 +148,21 @@ struct oisp_net_event {
 	__u8 saddr[16];	/* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	char comm[OISP_COMM_LEN];
+	__u64 sock;	/* identity of the connection (kernel socket address): pairs the first send */
+};
+
+/* How much of a connection's first send is copied: a ClientHello's server_name extension
+ * or an HTTP request's Host header are almost always within it. */
+#define OISP_FIRST_SEND_MAX 1024
+
+/* The first bytes an established outgoing connection sent; `len` bytes of `data` are valid. */
+struct oisp_first_send_event {
+	__u16 kind;	/* OISP_REC_NET_FIRST_SEND */
+	__u16 len;
+	__u32 pid;
+	__u64 ts_ns;
+	__u64 sock;	/* as in oisp_net_event */
+	__u8 data[OISP_FIRST_SEND_MAX];
 };
 
 #define OISP_DNS_NAME_MAX 128
@@ -210,6 +228,7 @@ enum oisp_file_mode {
 /* Bits of the oisp_watch map (pid -> bits), which user space and fork fill. */
 #define OISP_WATCH_FILES 0x1	/* record this process's files; children inherit it */
 #define OISP_WATCH_SOCKETS 0x2	/* this process has a plain-HTTP socket being captured */
+#define OISP_WATCH_FIRST_SEND 0x4 /* has connections whose first send is awaited (names the host) */
 
 /* Kernel-side counters, one slot each in a per-CPU array (summed by user space). */
 enum oisp_counter {

@@ -30,6 +30,7 @@ from .capture.records import (
     ExecRecord,
     FileCloseRecord,
     FileOpenRecord,
+    FirstSendRecord,
     ForkRecord,
     NetConnectRecord,
     ProcessExitRecord,
@@ -174,9 +175,11 @@ class Pipeline:
                 exporter.submit_many(events)
 
     def process_record(self, record: Any) -> None:
+        if self.system.waiting:
+            self._emit_all(self.system.expire(record.ts_ns))
         if (
             self.filter.active
-            and not isinstance(record, ConnCloseRecord)
+            and not isinstance(record, (ConnCloseRecord, FirstSendRecord))
             and not self.filter.allows(record.pid, getattr(record, "comm", ""), getattr(record, "uid", -1))
         ):
             return
@@ -204,6 +207,8 @@ class Pipeline:
             self._emit_all(self.system.fork(record))
         elif isinstance(record, NetConnectRecord):
             self._emit_all(self.system.connect(record))
+        elif isinstance(record, FirstSendRecord):
+            self._emit_all(self.system.first_send(record))
         elif isinstance(record, DnsRecord):
             self._emit_all(self.system.dns(record))
         elif isinstance(record, FileOpenRecord):
@@ -302,6 +307,11 @@ class Pipeline:
         if not self._latest_ts:
             return
         now = time.monotonic_ns()
+        if self.system.waiting:
+            expired = self.system.expire(now)
+            if expired:
+                self._emit_all(expired)
+                self.dispatch()
         if now - self._last_expire < 1_000_000_000:
             return
         self._last_expire = now
@@ -311,6 +321,7 @@ class Pipeline:
 
     def finish(self) -> None:
         """Shutdown: every pending exchange is emitted (marked incomplete where it is)."""
+        self._emit_all(self.system.flush())
         self._build(self.tracker.flush(time.monotonic_ns()))
         self._emit_all(self.sessions.close_all(time.monotonic_ns()))
         self.dispatch()

@@ -36,6 +36,15 @@ except OSError:
 s2 = socket.create_connection(("api.openai.com", 443))
 local = s2.getsockname()
 s2.close()
+import ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s3 = socket.create_connection(("127.0.0.1", 443))  # no name resolved: only the SNI names it
+try:
+    ctx.wrap_socket(s3, server_hostname="sni-only.example").close()
+except OSError:
+    pass
 print(json.dumps({"pid": os.getpid(), "child": pid, "child2": child2, "local_port": local[1]}))
 """
 
@@ -110,9 +119,13 @@ def test_network_connect_established_and_refused(tree: dict[str, Any]) -> None:
     connects = [
         e for e in tree["events"] if e["event_type"] == "network.connect" and e["process"]["pid"] == pid
     ]
-    ok = [e for e in connects if e["data"]["remote"]["port"] == 443]
+    ok = [
+        e
+        for e in connects
+        if e["data"]["remote"]["port"] == 443 and e["data"]["local"]["port"] == tree["ids"]["local_port"]
+    ]
     refused = [e for e in connects if e["data"]["remote"]["port"] == 9]
-    assert len(ok) == 1 and len(refused) == 1
+    assert len(ok) == 1 and len(refused) == 1 and len(connects) == 3
     assert ok[0]["data"]["success"] is True and ok[0]["data"]["tls"] is True
     assert ok[0]["data"]["remote"]["ip"] == "127.0.0.1"
     assert ok[0]["data"]["local"]["port"] == tree["ids"]["local_port"]
@@ -123,13 +136,26 @@ def test_network_connect_established_and_refused(tree: dict[str, Any]) -> None:
 def test_dns_resolution_and_connect_hostname(tree: dict[str, Any]) -> None:
     pid = tree["ids"]["pid"]
     dns = [e for e in tree["events"] if e["event_type"] == "network.dns" and e["process"]["pid"] == pid]
-    assert [e["data"]["query"] for e in dns] == ["api.openai.com"]
+    assert [e["data"]["query"] for e in dns] == ["api.openai.com", "127.0.0.1"]  # the SNI probe's address
     assert dns[0]["data"]["answers"] == ["127.0.0.1"]  # the namespace's hosts file
     assert dns[0]["data"]["success"] is True
     connect = [e for e in tree["events"] if e["event_type"] == "network.connect" and e["process"]["pid"] == pid
                and e["data"]["remote"]["port"] == 443]  # fmt: skip
-    assert connect[0]["data"]["remote"]["hostname"] == "api.openai.com"
-    assert dns[0]["timestamp"] <= connect[0]["timestamp"]
+    named = {e["data"]["remote"].get("hostname"): e["data"]["remote"] for e in connect}
+    # Connected without sending: named by the DNS answer it got.
+    assert named["api.openai.com"]["hostname_source"] == "dns"
+    assert dns[0]["timestamp"] <= min(e["timestamp"] for e in connect)
+
+
+def test_connect_hostname_from_the_tls_server_name(tree: dict[str, Any]) -> None:
+    """A connection to a bare address is named by the SNI of its ClientHello, which the
+    kernel copies from the connection's first send."""
+    pid = tree["ids"]["pid"]
+    connect = [e for e in tree["events"] if e["event_type"] == "network.connect" and e["process"]["pid"] == pid
+               and e["data"]["remote"].get("hostname") == "sni-only.example"]  # fmt: skip
+    assert len(connect) == 1
+    assert connect[0]["data"]["remote"]["hostname_source"] == "sni"
+    assert connect[0]["data"]["tls"] is True and connect[0]["data"]["success"] is True
 
 
 def test_switches_turn_them_off(fake_provider: FakeProviderHandle, tmp_path: Path) -> None:

@@ -48,6 +48,8 @@ def _c_layout(tmp_path: Path) -> dict[str, int]:
         "OISP_FILENAME_MAX",
         "OISP_REC_PROC_FORK",
         "OISP_REC_NET_CONNECT",
+        "OISP_REC_NET_FIRST_SEND",
+        "OISP_FIRST_SEND_MAX",
         "OISP_REC_FILE_OPEN",
         "OISP_REC_FILE_CLOSE",
         "OISP_PATH_MAX",
@@ -103,6 +105,8 @@ def test_ctypes_mirror_matches_header(tmp_path: Path) -> None:
     assert c["OISP_FLAG_PATH_RESOLVED"] == layout.FLAG_PATH_RESOLVED
     assert c["OISP_FLAG_INHERITED"] == layout.FLAG_INHERITED
     assert c["OISP_REC_LIB_OPEN"] == layout.RecordKind.LIB_OPEN
+    assert c["OISP_REC_NET_FIRST_SEND"] == layout.RecordKind.NET_FIRST_SEND
+    assert c["OISP_FIRST_SEND_MAX"] == layout.FIRST_SEND_MAX
 
 
 def test_struct_parsers_match_ctypes() -> None:

@@ -6,13 +6,22 @@ import io
 
 import pytest
 
-from oisp_sensor.capture.parse import CTL_EVENT, DATA_HDR, EXEC_HDR, NET_EVENT, MalformedRecord, parse_record
+from oisp_sensor.capture.parse import (
+    CTL_EVENT,
+    DATA_HDR,
+    EXEC_HDR,
+    FIRST_SEND_HDR,
+    NET_EVENT,
+    MalformedRecord,
+    parse_record,
+)
 from oisp_sensor.capture.rawfile import RawFileError, RawWriter, read_raw
 from oisp_sensor.capture.records import (
     ConnCloseRecord,
     DataRecord,
     Direction,
     ExecRecord,
+    FirstSendRecord,
     ForkRecord,
     NetConnectRecord,
     ProcessExitRecord,
@@ -94,6 +103,7 @@ def test_control_records() -> None:
         bytes([127, 0, 0, 1]) + bytes(12),
         bytes([10, 1, 2, 3]) + bytes(12),
         b"python3",
+        0xFFFF8880DEADBEEF,
     )
     conn = parse_record(net)
     assert isinstance(conn, NetConnectRecord)
@@ -103,7 +113,14 @@ def test_control_records() -> None:
         "10.1.2.3",
         443,
     )
-    assert conn.success and conn.done_ns == 20
+    assert conn.success and conn.done_ns == 20 and conn.sock == 0xFFFF8880DEADBEEF
+    hello = b"\x16\x03\x01\x00\x05hello"
+    first = FIRST_SEND_HDR.pack(11, len(hello), 9, 30, 0xFFFF8880DEADBEEF) + hello + bytes(1024 - len(hello))
+    sent = parse_record(first)
+    assert isinstance(sent, FirstSendRecord)
+    assert (sent.pid, sent.ts_ns, sent.sock, sent.data) == (9, 30, 0xFFFF8880DEADBEEF, hello)
+    with pytest.raises(MalformedRecord):
+        parse_record(FIRST_SEND_HDR.pack(11, 2000, 9, 30, 1) + bytes(1024))  # length out of range
 
 
 @pytest.mark.parametrize(

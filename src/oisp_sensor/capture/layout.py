@@ -19,6 +19,7 @@ DNS_NAME_MAX = 128
 DNS_ADDRS_MAX = 8
 PATH_MAX = 512
 ENV_MAX = 4096
+FIRST_SEND_MAX = 1024
 FLAG_DUP = 0x8
 FLAG_PATH_RESOLVED = 0x10
 FLAG_INHERITED = 0x20
@@ -38,6 +39,7 @@ class RecordKind(enum.IntEnum):
     FILE_OPEN = 8
     FILE_CLOSE = 9
     LIB_OPEN = 10
+    NET_FIRST_SEND = 11
 
 
 class Counter(enum.IntEnum):
@@ -138,6 +140,7 @@ class NetEvent(ctypes.Structure):
         ("saddr", ctypes.c_uint8 * 16),
         ("daddr", ctypes.c_uint8 * 16),
         ("comm", ctypes.c_char * COMM_LEN),
+        ("sock", ctypes.c_uint64),
     ]
 
 
@@ -209,6 +212,17 @@ class Config(ctypes.Structure):
     ]
 
 
+class FirstSendEvent(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint16),
+        ("len", ctypes.c_uint16),
+        ("pid", ctypes.c_uint32),
+        ("ts_ns", ctypes.c_uint64),
+        ("sock", ctypes.c_uint64),
+        ("data", ctypes.c_uint8 * FIRST_SEND_MAX),
+    ]
+
+
 DATA_HDR_SIZE = ctypes.sizeof(DataHdr)
 CTL_EVENT_SIZE = ctypes.sizeof(CtlEvent)
 EXEC_HDR_SIZE = ctypes.sizeof(ExecHdr)
@@ -216,6 +230,7 @@ NET_EVENT_SIZE = ctypes.sizeof(NetEvent)
 DNS_EVENT_SIZE = ctypes.sizeof(DnsEvent)
 FILE_OPEN_SIZE = ctypes.sizeof(FileOpenEvent)
 FILE_CLOSE_SIZE = ctypes.sizeof(FileCloseEvent)
+FIRST_SEND_HDR_SIZE = FirstSendEvent.data.offset
 
 # Structs checked against the C header by the layout test: (C name, ctypes class).
 MIRRORED = [
@@ -226,5 +241,6 @@ MIRRORED = [
     ("oisp_dns_event", DnsEvent),
     ("oisp_file_open_event", FileOpenEvent),
     ("oisp_file_close_event", FileCloseEvent),
+    ("oisp_first_send_event", FirstSendEvent),
     ("oisp_config", Config),
 ]

@@ -21,6 +21,8 @@ from .layout import (
     FLAG_DUP,
     FLAG_FD_REUSED,
     FLAG_INHERITED,
+    FIRST_SEND_HDR_SIZE,
+    FIRST_SEND_MAX,
     FLAG_PATH_RESOLVED,
     NET_EVENT_SIZE,
     PATH_MAX,
@@ -34,6 +36,7 @@ from .records import (
     ExecRecord,
     FileCloseRecord,
     FileOpenRecord,
+    FirstSendRecord,
     ForkRecord,
     NetConnectRecord,
     ProcessExitRecord,
@@ -45,7 +48,9 @@ from .records import (
 DATA_HDR = struct.Struct("<HHIIIQQQIIBB6x16s")
 CTL_EVENT = struct.Struct("<HHIIIQQiIQ16s")
 EXEC_HDR = struct.Struct("<HHIIIIIQIIII16s")
-NET_EVENT = struct.Struct("<HHIIIQQHHHBB16s16s16s")
+NET_EVENT = struct.Struct("<HHIIIQQHHHBB16s16s16sQ")
+FIRST_SEND_HDR = struct.Struct("<HHIQQ")
+assert FIRST_SEND_HDR.size == FIRST_SEND_HDR_SIZE
 DNS_EVENT = struct.Struct(f"<HHIIiQQI{DNS_ADDRS_MAX}H{DNS_ADDRS_MAX * 16}s128s16s4x")  # 4x: tail padding
 FILE_OPEN = struct.Struct(f"<HHIIIQiiIIII16s{PATH_MAX}s")
 FILE_CLOSE = struct.Struct("<HHIIiQQQQII16s")
@@ -101,6 +106,8 @@ def parse_record(buf: bytes) -> RawRecord:
         return _parse_connect(buf)
     if kind == RecordKind.DNS:
         return _parse_dns(buf)
+    if kind == RecordKind.NET_FIRST_SEND:
+        return _parse_first_send(buf)
     if kind == RecordKind.FILE_OPEN:
         return _parse_file_open(buf)
     if kind == RecordKind.FILE_CLOSE:
@@ -171,9 +178,24 @@ def _ip(family: int, raw: bytes) -> str:
 def _parse_connect(buf: bytes) -> NetConnectRecord:
     if len(buf) < NET_EVENT_SIZE:
         raise MalformedRecord("short connect record")
-    (_, _flags, pid, tid, uid, ts_ns, done_ns, family, sport, dport, success, _pad, saddr, daddr, comm) = (
-        NET_EVENT.unpack_from(buf)
-    )
+    (
+        _,
+        _flags,
+        pid,
+        tid,
+        uid,
+        ts_ns,
+        done_ns,
+        family,
+        sport,
+        dport,
+        success,
+        _pad,
+        saddr,
+        daddr,
+        comm,
+        sock,
+    ) = NET_EVENT.unpack_from(buf)
     return NetConnectRecord(
         pid=pid,
         tid=tid,
@@ -187,7 +209,18 @@ def _parse_connect(buf: bytes) -> NetConnectRecord:
         remote_port=dport,
         success=bool(success),
         comm=_comm(comm),
+        sock=sock,
     )
+
+
+def _parse_first_send(buf: bytes) -> FirstSendRecord:
+    if len(buf) < FIRST_SEND_HDR_SIZE:
+        raise MalformedRecord("short first-send record")
+    _, length, pid, ts_ns, sock = FIRST_SEND_HDR.unpack_from(buf)
+    if length > FIRST_SEND_MAX or FIRST_SEND_HDR_SIZE + length > len(buf):
+        raise MalformedRecord("first-send record length out of range")
+    data = bytes(buf[FIRST_SEND_HDR_SIZE : FIRST_SEND_HDR_SIZE + length])
+    return FirstSendRecord(pid=pid, ts_ns=ts_ns, sock=sock, data=data)
 
 
 def _parse_dns(buf: bytes) -> DnsRecord:

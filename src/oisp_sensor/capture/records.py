@@ -115,6 +115,18 @@ class NetConnectRecord:
     remote_port: int
     success: bool
     comm: str = ""
+    sock: int = 0  # identity of the connection in the kernel: pairs its FirstSendRecord
+
+
+@dataclass(slots=True)
+class FirstSendRecord:
+    """The first bytes an established outgoing connection sent (a TLS ClientHello, an
+    HTTP request, ...): they name the remote host for network.connect."""
+
+    pid: int
+    ts_ns: int
+    sock: int
+    data: bytes
 
 
 @dataclass(slots=True)
@@ -176,6 +188,7 @@ RawRecord = (
     | ExecRecord
     | ForkRecord
     | NetConnectRecord
+    | FirstSendRecord
     | FileOpenRecord
     | FileCloseRecord
 )

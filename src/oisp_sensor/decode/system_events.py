@@ -11,7 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..capture.records import DnsRecord, ExecRecord, ForkRecord, NetConnectRecord, ProcessExitRecord
+from ..capture.records import (
+    DnsRecord,
+    ExecRecord,
+    FirstSendRecord,
+    ForkRecord,
+    NetConnectRecord,
+    ProcessExitRecord,
+)
 from ..enrich.process import ProcessInfo
 from ..schema.events import (
     NETWORK_CONNECT,
@@ -22,9 +29,14 @@ from ..schema.events import (
     Confidence,
     SensorEvent,
 )
+from .server_name import server_name
 
 # Remote ports on which a TCP connection is taken to carry TLS (a guess, said as such).
 TLS_PORTS = frozenset({443, 8443, 9443, 6443})
+# How long an established connection's event waits for its first send (which names the
+# host: SNI or Host) before it is reported without it. Clients send at once after connect.
+FIRST_SEND_WAIT_NS = 500_000_000
+MAX_WAITING = 4096
 
 
 def kernel_event(event_id: str, event_type: str, ts_ns: int, data: dict[str, Any], pid: int, tid: int,
@@ -64,6 +76,9 @@ class SystemEventBuilder:
         # Answers of recent resolutions: (pid, ip) and ip -> name, to name connect targets.
         self._names: OrderedDict[tuple[int, str], str] = OrderedDict()
         self._names_any: OrderedDict[str, str] = OrderedDict()
+        # Established connections waiting for their first send (kernel sock -> record).
+        # The DNS name is taken at connect time: later resolutions must not rename it.
+        self.waiting: OrderedDict[int, tuple[NetConnectRecord, str | None]] = OrderedDict()
 
     def _remember(self, pid: int, ip: str, name: str) -> None:
         for cache, key in ((self._names, (pid, ip)), (self._names_any, ip)):
@@ -132,17 +147,59 @@ class SystemEventBuilder:
     def connect(self, record: NetConnectRecord) -> list[SensorEvent]:
         if not self.network_enabled:
             return []
+        dns_name = self.hostname_for(record.pid, record.remote_ip)
+        if record.success and record.sock:
+            self.waiting[record.sock] = (record, dns_name)  # reported with its first send, or expire()
+            if len(self.waiting) > MAX_WAITING:
+                return self._connect_event(*self.waiting.popitem(last=False)[1], None)
+            return []
+        return self._connect_event(record, dns_name, None)
+
+    def first_send(self, record: FirstSendRecord) -> list[SensorEvent]:
+        waiting = self.waiting.pop(record.sock, None)
+        if waiting is None:
+            return []
+        return self._connect_event(*waiting, record.data)
+
+    def expire(self, now_ns: int) -> list[SensorEvent]:
+        """Connections that sent nothing within FIRST_SEND_WAIT_NS, reported as they are."""
+        events: list[SensorEvent] = []
+        while self.waiting:
+            sock, (record, dns_name) = next(iter(self.waiting.items()))
+            if now_ns - record.done_ns < FIRST_SEND_WAIT_NS:
+                break
+            del self.waiting[sock]
+            events += self._connect_event(record, dns_name, None)
+        return events
+
+    def flush(self) -> list[SensorEvent]:
+        events: list[SensorEvent] = []
+        for record, dns_name in self.waiting.values():
+            events += self._connect_event(record, dns_name, None)
+        self.waiting.clear()
+        return events
+
+    def _connect_event(
+        self, record: NetConnectRecord, dns_name: str | None, first_bytes: bytes | None
+    ) -> list[SensorEvent]:
         self.counters.network_connect += 1
         remote: dict[str, Any] = {"ip": record.remote_ip, "port": record.remote_port}
-        hostname = self.hostname_for(record.pid, record.remote_ip)
-        if hostname:
-            remote["hostname"] = hostname
+        tls = record.remote_port in TLS_PORTS
+        named = server_name(first_bytes) if first_bytes else None
+        if named is not None:
+            tls = named.tls
+        if named is not None and named.hostname:
+            remote["hostname"] = named.hostname
+            remote["hostname_source"] = named.source
+        elif dns_name:
+            remote["hostname"] = dns_name
+            remote["hostname_source"] = "dns"
         data = {
             "local": {"ip": record.local_ip, "port": record.local_port},
             "remote": remote,
             "protocol": "tcp",
             "family": "ipv6" if record.family == 10 else "ipv4",
-            "tls": record.remote_port in TLS_PORTS,
+            "tls": tls,
             "success": record.success,
             "connect_ms": round(max(0, record.done_ns - record.ts_ns) / 1e6, 3),
         }
@@ -154,8 +211,9 @@ class SystemEventBuilder:
         if not self.network_enabled:
             return []
         self.counters.network_dns += 1
-        for ip in record.answers:
-            self._remember(record.pid, ip, record.query)
+        if record.query not in record.answers:  # a numeric host names nothing
+            for ip in record.answers:
+                self._remember(record.pid, ip, record.query)
         data: dict[str, Any] = {
             "query": record.query,
             "answers": record.answers,
