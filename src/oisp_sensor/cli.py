@@ -7,6 +7,7 @@ in one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import logging
 import os
@@ -34,7 +35,9 @@ def _err(message: str) -> None:
 def _add_record_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="PATH", help="write events as JSONL to PATH")
     p.add_argument("-c", "--config", metavar="PATH", help="TOML config file")
-    p.add_argument("--no-ui", action="store_true", help="no live view on the terminal (for CI)")
+    p.add_argument(
+        "--no-ui", action="store_true", help="no dashboard and no terminal UI (for CI): --no-web --no-tui"
+    )
     p.add_argument("--redaction", choices=["safe", "full", "minimal"], help="redaction mode (default: safe)")
     p.add_argument("--append", dest="append", action="store_true", default=None, help="append to the output")
     p.add_argument("--truncate", dest="append", action="store_false", help="truncate the output at start")
@@ -67,10 +70,22 @@ def _add_record_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--web",
-        action="store_true",
-        help="serve the live event stream (ws://localhost:PORT/ws/events) and /metrics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the web dashboard at http://HOST:PORT/ with its API, the live event stream "
+        "(/ws/events) and /metrics (default: on)",
     )
-    p.add_argument("--port", type=int, metavar="PORT", help="web port (default 7777)")
+    p.add_argument(
+        "--tui",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the terminal UI, when stdout is a terminal (default: on)",
+    )
+    p.add_argument("--host", metavar="ADDR", help="web address (default 127.0.0.1; others need a token)")
+    p.add_argument("--port", type=int, metavar="PORT", help="web port (default 7777; 0 picks a free one)")
+    p.add_argument(
+        "--token", metavar="TOKEN", help="access token for the dashboard, API and stream (or env OISP_TOKEN)"
+    )
     p.add_argument("--status-file", metavar="PATH", help="where to publish live counters (for `status`)")
     p.add_argument(
         "--save-raw", metavar="PATH", help="also save the raw kernel records (replay with decode-raw)"
@@ -107,6 +122,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--redaction", choices=["safe", "full", "minimal"], help="redaction mode (default: safe)"
     )
 
+    show = sub.add_parser("show", help="print a recorded JSONL file for people, one line per event")
+    show.add_argument("-i", "--input", metavar="FILE", required=True, help="the JSONL file (from --output)")
+    show.add_argument("-f", "--follow", action="store_true", help="keep printing what is appended")
+    show.add_argument(
+        "--type", metavar="T", help="only these event types: ai.response,agent.tool_call, ai.* or ai"
+    )
+    show.add_argument(
+        "--format", choices=["text", "json"], default="text", help="text (default) or json lines"
+    )
+
+    rep = sub.add_parser("replay", help="serve a recorded JSONL file in the dashboard as if live")
+    rep.add_argument("-i", "--input", metavar="FILE", required=True, help="the JSONL file (from --output)")
+    pace = rep.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed", type=float, default=1.0, metavar="X", help="X times the recorded pace (default 1)"
+    )
+    pace.add_argument("--instant", action="store_true", help="everything at once")
+    rep.add_argument("-c", "--config", metavar="PATH", help="TOML config file ([export.websocket], [ui])")
+    rep.add_argument("--host", metavar="ADDR", help="web address (default 127.0.0.1; others need a token)")
+    rep.add_argument("--port", type=int, metavar="PORT", help="web port (default 7777; 0 picks a free one)")
+    rep.add_argument("--token", metavar="TOKEN", help="access token (or env OISP_TOKEN)")
+    rep.add_argument(
+        "--tui",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also the terminal UI (default: off)",
+    )
+    rep.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+
     status = sub.add_parser("status", help="counters of the running sensor(s)")
     status.add_argument("--json", action="store_true", help="print the raw status JSON")
     status.add_argument("--status-file", metavar="PATH", help="status file of a specific sensor")
@@ -123,11 +167,23 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         over.setdefault("export", {})["jsonl"] = {"append": args.append}
     if args.redaction:
         over["redaction"] = {"mode": args.redaction}
-    if getattr(args, "web", False):
+    web = getattr(args, "web", None)
+    if getattr(args, "no_ui", False):
+        over["ui"] = {"web": False, "tui": False}
+    # An explicit --web / --tui wins over --no-ui (`--no-ui --web`: the dashboard, no TUI).
+    if web is not None:
+        over.setdefault("ui", {})["web"] = web
+    if getattr(args, "tui", None) is not None:
+        over.setdefault("ui", {})["tui"] = args.tui
+    if web:
         over.setdefault("export", {})["websocket"] = {"enabled": True}
         over["export"]["metrics"] = {"enabled": True}
-    if getattr(args, "port", None) is not None:
-        over.setdefault("export", {}).setdefault("websocket", {})["port"] = args.port
+    for key in ("host", "port", "token"):
+        if getattr(args, key, None) is not None:
+            over.setdefault("export", {}).setdefault("websocket", {})[key] = getattr(args, key)
+    token = os.environ.get("OISP_TOKEN")
+    if token and getattr(args, "token", None) is None and hasattr(args, "no_ui"):
+        over.setdefault("export", {}).setdefault("websocket", {}).setdefault("token", token)
     capture: dict[str, Any] = {}
     if args.ssl_path:
         capture["ssl_paths"] = args.ssl_path
@@ -171,8 +227,11 @@ class _ConsoleView:
         print(line, flush=True)
 
 
-def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: bool) -> Any:
-    """Build and start capture + pipeline + exporters. Exits with a message on failure."""
+def _start_sensor(
+    args: argparse.Namespace, config: SensorConfig, interactive: bool, tui: bool = False
+) -> tuple[Any, Any]:
+    """Build and start capture + pipeline + exporters: (sensor, exports). Exits with a
+    message on failure; a dashboard that cannot listen is only reported (capture goes on)."""
     from .capture.layout import FileMode
     from .capture.loader import CaptureError, CaptureOptions, KernelCapture
     from .export.base import ExporterError
@@ -185,15 +244,16 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
     for warning in full_mode_warnings(config):
         _err(warning)
     try:
-        exports = build_exporters(config)
+        exports = build_exporters(config, dashboard=config.ui.web, tui=tui)
     except ExporterError as exc:
-        _err(str(exc))
+        _err(f"{exc} (or give --token / OISP_TOKEN)" if "token" in str(exc) else str(exc))
         sys.exit(EXIT_USAGE)
+    _listen_or_drop_web(exports, tui)
     exporters = exports.exporters
     if not exporters:
         _err("no exporter enabled: give --output PATH or enable one in the config")
         sys.exit(EXIT_USAGE)
-    on_event = _ConsoleView() if interactive else None
+    on_event = _ConsoleView() if interactive and not tui else None
     pipeline = Pipeline(config, exporters, on_event=on_event)
     cap = config.capture
     options = CaptureOptions(
@@ -240,7 +300,64 @@ def _start_sensor(args: argparse.Namespace, config: SensorConfig, interactive: b
             f"capture attached: {len(summary['targets'])} TLS libraries, {summary['probes']} probes; "
             f"redaction={config.redaction.mode}; events -> {outputs}"
         )
-    return sensor
+        if exports.server is not None and config.ui.web:
+            server = exports.server
+            _err(
+                f"dashboard: http://{_url_host(server.host)}:{server.port}/"
+                + ("?token=..." if server.token else "")
+            )
+    return sensor, exports
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _listen_or_drop_web(exports: Any, tui: bool) -> None:
+    """Start the web server now: when its port cannot be had, say so and go on capturing
+    without the exporters that live on it (dashboard, stream, metrics)."""
+    from .export.base import ExporterError
+
+    shared = exports.shared
+    if shared is None:
+        return
+    try:
+        shared.acquire()  # released when the process ends
+    except ExporterError as exc:
+        _err(f"dashboard off: {exc}; capture goes on (choose another --port, or --no-web)")
+        web_names = {e.name for e in exports.exporters if getattr(e, "shared", None) is shared}
+        exports.exporters[:] = [e for e in exports.exporters if e.name not in web_names]
+        exports.server = exports.shared = None
+        if exports.store is not None and "dashboard" in web_names:
+            if tui:  # the terminal UI still has its store, fed without the web server
+                from .ui.api import DashboardExporter
+
+                exports.exporters.append(DashboardExporter(exports.store, None, name="tui"))
+            else:
+                exports.store = None
+
+
+def _tui_runner() -> Any:
+    """The terminal UI's entry point, when this build has one (Textual installed)."""
+    try:
+        from .ui.tui import run_tui
+    except ImportError:
+        return None
+    return run_tui
+
+
+def _run_tui(run_tui: Any, store: Any, stop: threading.Event, **extra: Any) -> None:
+    """The terminal UI in the foreground until the user quits it or a signal stops the sensor."""
+    import inspect
+
+    params = inspect.signature(run_tui).parameters
+    kwargs = {k: v for k, v in {"stop": stop, **extra}.items() if k in params}
+    try:
+        run_tui(store, **kwargs)
+    except Exception as exc:  # the UI failing must not lose the capture
+        _err(f"terminal UI stopped: {exc}")
+        return
+    stop.set()
 
 
 def _open_raw_writer(path: str, pipeline: Any) -> Any:
@@ -289,12 +406,17 @@ def cmd_record(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     interactive = not args.no_ui and sys.stdout.isatty()
-    sensor = _start_sensor(args, config, interactive)
+    run_tui = _tui_runner() if interactive and config.ui.tui else None
+    sensor, exports = _start_sensor(args, config, interactive, tui=run_tui is not None)
+    if run_tui is not None and exports.store is not None:
+        _run_tui(run_tui, exports.store, stop)
     while not stop.wait(0.5):
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stats = sensor.stop()
+    if exports.shared is not None:
+        exports.shared.release()
     if not args.quiet:
         _err(_summary_line(stats))
     return 0
@@ -307,7 +429,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     _setup_logging(args)
     config = _load(args)
-    sensor = _start_sensor(args, config, interactive=False)
+    sensor, exports = _start_sensor(args, config, interactive=False)
     try:
         child = subprocess.Popen(cmd)
     except OSError as exc:
@@ -319,6 +441,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda signum, _f: child.send_signal(signum))
     code = child.wait()
     stats = sensor.stop()
+    if exports.shared is not None:
+        exports.shared.release()
     if not args.quiet:
         _err(_summary_line(stats))
     return code if code >= 0 else 128 - code
@@ -368,6 +492,104 @@ def cmd_decode_raw(args: argparse.Namespace) -> int:
         exporter.close(30.0)
     stats = pipeline.stats()
     _err(_summary_line(stats))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .ui.show import show
+
+    if not os.path.isfile(args.input):
+        _err(f"cannot read {args.input}: no such file")
+        return EXIT_FAILURE
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        counts = show(args.input, follow=args.follow, types=args.type, fmt=args.format, stop=stop.is_set)
+    except BrokenPipeError:  # `show ... | head`: the reader has had enough
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        _err(f"cannot read {args.input}: {exc.strerror or exc}")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 0
+    if counts.malformed:
+        _err(
+            f"{counts.malformed} line{'s' if counts.malformed != 1 else ''} of {args.input} "
+            f"{'are' if counts.malformed != 1 else 'is'} not events and were skipped "
+            f"(first: line {counts.first_malformed})"
+        )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .export.base import ExporterError
+    from .ui.replay import ReplayState, attach_state, build, feed
+
+    if args.speed <= 0:
+        _err("--speed must be positive")
+        return EXIT_USAGE
+    if not os.path.isfile(args.input):
+        _err(f"cannot read {args.input}: no such file")
+        return EXIT_FAILURE
+    over: dict[str, Any] = {"export": {"jsonl": {"enabled": False}, "websocket": {"enabled": True}}}
+    for key in ("host", "port", "token"):
+        if getattr(args, key) is not None:
+            over["export"]["websocket"][key] = getattr(args, key)
+    if args.token is None and os.environ.get("OISP_TOKEN"):
+        over["export"]["websocket"].setdefault("token", os.environ["OISP_TOKEN"])
+    try:
+        config, _path = load_config(args.config, over)
+    except ConfigError as exc:
+        _err(f"config error: {exc}")
+        return EXIT_USAGE
+    # Only what a replay serves: no metrics, OTLP, Kafka or webhook deliveries of old events.
+    for name in ("metrics", "otlp", "kafka", "webhook"):
+        getattr(config.export, name).enabled = False
+    try:
+        exports = build(config)
+        for exporter in exports.exporters:
+            exporter.start()
+    except ExporterError as exc:
+        _err(f"{exc} (or give --token / OISP_TOKEN)" if "token" in str(exc) else str(exc))
+        return EXIT_FAILURE
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    state = ReplayState(args.input)
+    attach_state(exports, state)
+    server = exports.server
+    assert server is not None and exports.store is not None
+    if not args.quiet:
+        _err(
+            f"dashboard: http://{_url_host(server.host)}:{server.port}/"
+            + ("?token=..." if server.token else "")
+        )
+    feeder = threading.Thread(
+        target=feed, args=(exports, state, args.speed, args.instant, stop), name="oisp-replay", daemon=True
+    )
+    feeder.start()
+    run_tui = _tui_runner() if args.tui and sys.stdout.isatty() else None
+    if run_tui is not None:
+        _run_tui(run_tui, exports.store, stop)
+    else:
+        reported = False
+        while not stop.wait(0.2):
+            if state.done and not reported:
+                reported = True
+                if not args.quiet:
+                    _err(
+                        f"replayed {state.events} events from {args.input}"
+                        + (f" ({state.malformed} malformed lines skipped)" if state.malformed else "")
+                        + "; serving until Ctrl-C"
+                    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    feeder.join(2.0)
+    from .pipeline import close_exporters
+
+    close_exporters(exports.exporters, 2.0)
     return 0
 
 
@@ -443,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
         "check": cmd_check,
         "status": cmd_status,
         "decode-raw": cmd_decode_raw,
+        "show": cmd_show,
+        "replay": cmd_replay,
     }
     if args.command not in handlers:
         parser.print_help(sys.stderr)

@@ -400,12 +400,44 @@ class AppsConfig(Section):
         return value
 
 
+class UiConfig(Section):
+    """[ui]: what `record` and `run` show. The dashboard is served on the web server of
+    [export.websocket] (host, port, token) and needs its live stream."""
+
+    # The web dashboard (http://127.0.0.1:7777 by default); --web / --no-web.
+    web: bool = True
+    # The terminal UI, when stdout is a terminal; --tui / --no-tui.
+    tui: bool = True
+    # Events the dashboard keeps in memory (its totals and charts cover every event seen).
+    max_events: int = Field(default=100_000, ge=100, le=5_000_000)
+
+
+class LimitsConfig(Section):
+    """[limits]: the sensor's own ceilings (see oisp_sensor.guard). Above one it sheds work
+    in a fixed order (streaming chunks and file read/write detail, then bodies, then
+    events), counting everything shed. 0 switches a ceiling off."""
+
+    # Resident memory of the sensor process (MiB); shedding starts at 70% of it.
+    max_memory_mb: int = Field(default=1024, ge=0, le=1_048_576)
+    # CPU of the sensor, in percent of one core (100 = one full core).
+    max_cpu_percent: float = Field(default=0, ge=0, le=25_600)
+    # Events emitted per second (a token bucket; AI call events are refused last).
+    max_events_per_second: int = Field(default=0, ge=0)
+    # Raw kernel records waiting to be decoded (MiB); past it records are dropped, counted.
+    queue_mb: int = Field(default=64, ge=1, le=4096)
+    # At the first level, one ai.streaming_chunk event in this many is kept.
+    chunk_sample: int = Field(default=10, ge=1)
+    check_interval_s: float = Field(default=1.0, ge=0.1, le=60)
+
+
 class SensorConfig(Section):
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     redaction: RedactionConfig = Field(default_factory=RedactionConfig)
     providers: ProvidersConfig = Field(default_factory=ProvidersConfig)
     apps: AppsConfig = Field(default_factory=AppsConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
 
 # Exporters whose implementation is not in this version: accepted, reported when enabled.

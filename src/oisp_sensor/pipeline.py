@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 
 from . import __version__
-from .capture.parse import MalformedRecord, parse_record
+from .capture.layout import RecordKind
+from .capture.parse import MalformedRecord, parse_record, record_kind
 from .capture.rawfile import RawWriter
 from .capture.records import (
     ConnCloseRecord,
@@ -52,9 +53,10 @@ from .enrich.host import host_context
 from .enrich.process import ProcessCache, ProcessInfo, read_process
 from .enrich.web import CallContexts, WebApps
 from .export.base import Exporter
+from .guard import Guard
 from .redact import Redactor, exporter_modes
 from .schema.envelope import Clock, envelope
-from .schema.events import AI_REQUEST, SensorEvent
+from .schema.events import AI_REQUEST, Confidence, SensorEvent
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,11 @@ class Pipeline:
         self.redactor = Redactor.from_config(config.redaction, providers=registry)
         # One redacted copy per distinct mode among the exporters (per-exporter overrides).
         modes = exporter_modes(config)
+        # The dashboard and the terminal UI show what the live stream carries: the
+        # [export.websocket] override applies to them too (the dashboard turns it on).
+        live = config.export.websocket.redaction or config.redaction.mode
+        for name in ("websocket", "dashboard", "tui"):
+            modes.setdefault(name, live)
         self._exporter_mode = {e.name: modes.get(e.name, config.redaction.mode) for e in exporters}
         self._modes = sorted(set(self._exporter_mode.values())) or [config.redaction.mode]
         # The live view shows what the strictest exporter gets, never more.
@@ -144,10 +151,16 @@ class Pipeline:
         self._seen_pids: set[int] = set()  # pids whose /proc context is cached
         self._pending: dict[str, list[dict[str, Any]]] = {}  # mode -> events not yet exported
         self.raw_writer: RawWriter | None = None  # --save-raw: keep the records as captured
+        # Self-protection ([limits]): what to shed under memory, CPU or event-rate pressure.
+        self.guard = Guard.from_config(config.limits)
+        self._body_limit = self.tracker.body_limit
+        self._guard_level = 0
 
     # ---- per record -----------------------------------------------------------------
 
     def process_raw(self, buffers: list[bytes]) -> None:
+        if self.guard.level != self._guard_level:
+            self._apply_guard_level()
         if self.raw_writer is not None:
             try:
                 self.raw_writer.write(buffers)
@@ -237,7 +250,32 @@ class Pipeline:
     def _build(self, outputs: list[DecodeOutput]) -> None:
         """HTTP decoder outputs -> AI events -> emitted."""
         for output in outputs:
-            self._emit_all(self.sessions.observe(self.builder.process(output)))
+            events = self.builder.process(output)
+            if events and self._body_shed(output):
+                self._mark_metadata_only(events)
+            self._emit_all(self.sessions.observe(events))
+
+    def _apply_guard_level(self) -> None:
+        """The guard changed level: bodies of new messages kept or not (decode thread)."""
+        self._guard_level = self.guard.level
+        self.tracker.set_body_limit(0 if self.guard.shed_bodies else self._body_limit)
+
+    def _body_shed(self, output: DecodeOutput) -> bool:
+        """Whether the body of this output's message was not kept because the guard shed it:
+        cut at the size limit with less than the configured limit kept (a body cut at the
+        configured limit keeps exactly that many bytes)."""
+        for msg in (getattr(output, "request", None), getattr(output, "response", None)):
+            if msg is not None and "body-limit" in msg.problems and len(msg.body) < self._body_limit:
+                return True
+        return False
+
+    def _mark_metadata_only(self, events: list[SensorEvent]) -> None:
+        for event in events:
+            if event.event_type.startswith("ai."):
+                old = event.confidence
+                reasons = [*old.reasons, "sensor_overload"] if old else ["sensor_overload"]
+                event.confidence = Confidence(old.level if old else "high", "metadata_only", reasons)
+                self.guard.counters.metadata_only_events += 1
 
     def _parent_of(self, pid: int) -> int | None:
         return self.processes.get(pid).ppid or None
@@ -352,6 +390,8 @@ class Pipeline:
         )
         if event.event_type == AI_REQUEST and self.on_ai_process is not None:
             self.on_ai_process(event.pid)
+        if not self.guard.admit(event.event_type):
+            return
         self.counts["events"] += 1
         self.events_by_type[event.event_type] = self.events_by_type.get(event.event_type, 0) + 1
         view = None
@@ -376,6 +416,7 @@ class Pipeline:
             "filtered_records": self.filter.dropped,
             "redaction": {"modes": dict(self._exporter_mode), **self.redactor.stats()},
             "exporters": {e.name: e.stats().as_dict() for e in self.exporters},
+            "guard": self.guard.stats(),
         }
 
 

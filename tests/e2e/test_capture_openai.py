@@ -277,14 +277,14 @@ def _run_sensor(
 def test_run_wraps_a_command(fake_provider: FakeProviderHandle, tmp_path: Path) -> None:
     out = tmp_path / "run.jsonl"
     inner = fake_provider.ns.argv([".venv/bin/python", PY_CLIENT, "--message", "via run"])
-    res = _run_sensor(fake_provider, ["run", "--output", str(out), "--", *inner])
+    res = _run_sensor(fake_provider, ["run", "--no-ui", "--output", str(out), "--", *inner])
     assert res.returncode == 0, res.stderr
     assert "capture attached" in res.stderr and "Traceback" not in res.stderr
     events = ai_events([json.loads(line) for line in out.read_text().splitlines()])
     assert [e["event_type"] for e in events] == ["ai.request", "ai.response"]
     assert events[1]["data"]["choices"][0]["message"]["content"] == "Hello! You said: via run"
     # The command's exit code is the sensor's.
-    failing = _run_sensor(fake_provider, ["run", "--output", str(out), "--", "sh", "-c", "exit 7"])
+    failing = _run_sensor(fake_provider, ["run", "--no-ui", "--output", str(out), "--", "sh", "-c", "exit 7"])
     assert failing.returncode == 7, failing.stderr
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ..config import SensorConfig
+from ..ui.store import EventStore
 from .base import Exporter
 from .web import SharedServer, WebServer
 
@@ -19,6 +21,8 @@ StatsProvider = Callable[[], dict[str, Any]]
 class Exports:
     exporters: list[Exporter] = field(default_factory=list)
     server: WebServer | None = None
+    shared: SharedServer | None = None
+    store: EventStore | None = None  # the dashboard's, when it is on
     _stats: StatsProvider | None = None
 
     def set_stats_provider(self, provider: StatsProvider) -> None:
@@ -36,8 +40,36 @@ class Exports:
             parts.append(f"{exporter.name}:{where}" if where else exporter.name)
         return ", ".join(parts)
 
+    def health_parts(self) -> dict[str, Any]:
+        """Exporters, capture and sensor figures for /api/health (the dashboard's store adds
+        its own)."""
+        exports = self._exports_health()
+        capture = sensor = None
+        if self._stats is not None:
+            stats = self._stats()
+            kernel = stats.get("kernel") or {}
+            summary = stats.get("capture") or {}
+            capture = {
+                **summary,
+                "kernel": kernel,
+                "records_lost": kernel.get("lost_records", 0) + kernel.get("ctl_lost", 0),
+                "bytes_truncated": kernel.get("trunc_bytes", 0),
+                "pipeline": stats.get("pipeline"),
+            }
+            sensor = stats.get("sensor")
+        return {"exports": exports, "capture": capture, "sensor": sensor}
+
     async def _health(self, _request: web.Request) -> web.Response:
-        """The Export seed's health endpoint: per-exporter status and last error."""
+        """The Export seed's health endpoint: per-exporter status and last error (with the
+        dashboard on, also capture health and the sensor: ui/store.py EventStore.health)."""
+        if self.store is not None:
+            body = await asyncio.get_running_loop().run_in_executor(None, self.store.health)
+            return web.json_response(body)
+        exports = self._exports_health()
+        healthy = all(e["status"] in ("ok", "closed") for e in exports.values())
+        return web.json_response({"status": "healthy" if healthy else "degraded", "exports": exports})
+
+    def _exports_health(self) -> dict[str, Any]:
         exports = {}
         for exporter in self.exporters:
             s = exporter.stats()
@@ -48,24 +80,32 @@ class Exports:
                 "queue_depth": s.queue_depth,
                 "last_error": s.last_error,
             }
-        healthy = all(e["status"] in ("ok", "closed") for e in exports.values())
-        return web.json_response({"status": "healthy" if healthy else "degraded", "exports": exports})
+        return exports
 
 
-def build_exporters(config: SensorConfig) -> Exports:
-    """The exporters the config enables, not started. Raises ExporterError (one line)."""
+def build_exporters(config: SensorConfig, dashboard: bool = False, tui: bool = False) -> Exports:
+    """The exporters the config enables, not started. Raises ExporterError (one line).
+
+    `dashboard`: also the web dashboard (ui/), with the live stream it needs; `tui`: the
+    event store the terminal UI shows (the dashboard's, when it is on)."""
     from .jsonl import JsonlExporter
 
     export = config.export
     out = Exports()
     if export.jsonl.enabled:
         out.exporters.append(JsonlExporter(export.jsonl))
-    if export.websocket.enabled or export.metrics.enabled:
+    if export.websocket.enabled or export.metrics.enabled or dashboard:
         ws = export.websocket
         out.server = WebServer(ws.host, ws.port, ws.token, ws.allowed_origins)
-        shared = SharedServer(out.server)
+        shared = out.shared = SharedServer(out.server)
         out.server.add_get("/api/health", out._health)
-        if ws.enabled:
+        if dashboard:
+            from ..ui.api import DashboardExporter
+
+            out.store = EventStore(max_events=config.ui.max_events)
+            out.store.set_health_source(out.health_parts)
+            out.exporters.append(DashboardExporter(out.store, shared))
+        if ws.enabled or dashboard:
             from .websocket import WebSocketExporter
 
             out.exporters.append(WebSocketExporter(ws, shared))
@@ -73,6 +113,12 @@ def build_exporters(config: SensorConfig) -> Exports:
             from .metrics import MetricsExporter
 
             out.exporters.append(MetricsExporter(export.metrics, shared))
+    if tui and out.store is None:
+        from ..ui.api import DashboardExporter
+
+        out.store = EventStore(max_events=config.ui.max_events)
+        out.store.set_health_source(out.health_parts)
+        out.exporters.append(DashboardExporter(out.store, None, name="tui"))
     if export.otlp.enabled:
         from .otlp import OtlpExporter
 

@@ -8,7 +8,8 @@ block capture; other threads hand it work with `call_soon`.
 
 Access: loopback only unless configured; a non-loopback address requires a token
 (query `?token=` for browsers, which cannot set headers on a WebSocket, or
-`Authorization: Bearer`). Browser pages from other origins are refused: a page the
+`Authorization: Bearer`; a request that gave it gets an HttpOnly same-site cookie that
+then stands for it, so a page's own scripts and styles load). Browser pages from other origins are refused: a page the
 user happens to visit must not be able to read their AI traffic through localhost.
 """
 
@@ -31,6 +32,7 @@ from .base import ExporterError
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOKEN_COOKIE = "oisp_token"
 
 
 def is_loopback(host: str) -> bool:
@@ -71,18 +73,30 @@ class WebServer:
     # -- access --
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        by_cookie = False
         if self.token and not self._token_ok(request):
-            return web.json_response({"error": "a valid token is required"}, status=401)
+            # The dashboard page opened with ?token= loads its scripts and styles without
+            # it: the cookie set then (same-site only) lets those through.
+            by_cookie = self._cookie_ok(request)
+            if not by_cookie:
+                return web.json_response({"error": "a valid token is required"}, status=401)
         origin = request.headers.get("Origin")
         if origin and not self._origin_ok(origin):
             return web.json_response({"error": f"origin {origin} is not allowed"}, status=403)
-        return await handler(request)
+        response = await handler(request)
+        if self.token and not by_cookie and not response.prepared:
+            response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="Strict", path="/")
+        return response
 
     def _token_ok(self, request: web.Request) -> bool:
         given = request.query.get("token", "")
         auth = request.headers.get("Authorization", "")
         if not given and auth.lower().startswith("bearer "):
             given = auth[7:].strip()
+        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def _cookie_ok(self, request: web.Request) -> bool:
+        given = request.cookies.get(TOKEN_COOKIE, "")
         return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
 
     def _origin_ok(self, origin: str) -> bool:
