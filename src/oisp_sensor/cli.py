@@ -21,6 +21,7 @@ import orjson
 
 from . import __version__
 from .config import ConfigError, SensorConfig, load_config
+from .guard import shed_total, summary_text
 from .redact import full_mode_warnings
 
 PROG = "oisp-sensor"
@@ -56,6 +57,13 @@ def _add_record_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--uid", type=int, action="append", default=[], help="only processes of this user (repeatable)"
     )
+    p.add_argument(
+        "--netns",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="only processes in this network namespace: self, /run/netns/NAME or an inode (repeatable)",
+    )
     p.add_argument("--no-ssl", action="store_true", help="no TLS capture (no uprobes on OpenSSL)")
     p.add_argument("--no-process", action="store_true", help="no process.exec/fork/exit events")
     p.add_argument("--no-network", action="store_true", help="no network.connect/dns events")
@@ -87,6 +95,19 @@ def _add_record_options(p: argparse.ArgumentParser) -> None:
         "--token", metavar="TOKEN", help="access token for the dashboard, API and stream (or env OISP_TOKEN)"
     )
     p.add_argument("--status-file", metavar="PATH", help="where to publish live counters (for `status`)")
+    p.add_argument(
+        "--max-memory-mb",
+        type=int,
+        metavar="MB",
+        help="sensor memory ceiling ([limits], default 1024; 0: none)",
+    )
+    p.add_argument(
+        "--max-cpu-percent",
+        type=float,
+        metavar="PCT",
+        help="sensor CPU ceiling, percent of one core (0: none)",
+    )
+    p.add_argument("--max-events-per-second", type=int, metavar="N", help="event rate ceiling (0: none)")
     p.add_argument(
         "--save-raw", metavar="PATH", help="also save the raw kernel records (replay with decode-raw)"
     )
@@ -189,7 +210,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         capture["ssl_paths"] = args.ssl_path
     if args.server_side:
         capture["server_side"] = True
-    for key, values in (("pids", args.pid), ("comm", args.comm), ("uids", args.uid)):
+    for key, values in (
+        ("pids", args.pid),
+        ("comm", args.comm),
+        ("uids", args.uid),
+        ("netns", getattr(args, "netns", [])),
+    ):
         if values:
             capture[key] = values
     for flag in ("ssl", "process", "network", "file", "plain_http"):
@@ -199,6 +225,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         capture["file_scope"] = "all"
     if capture:
         over["capture"] = capture
+    for key in ("max_memory_mb", "max_cpu_percent", "max_events_per_second"):
+        if getattr(args, key, None) is not None:
+            over.setdefault("limits", {})[key] = getattr(args, key)
     return over
 
 
@@ -279,7 +308,7 @@ def _start_sensor(
     capture = KernelCapture(
         options,
         on_batch=lambda b: sensor.submit_batch(b) if sensor else None,
-        on_exec=pipeline.processes.note_exec,
+        on_exec=pipeline.note_exec,
     )
     sensor = Sensor(pipeline, capture, status_path=status_path)
     exports.set_stats_provider(sensor.stats)
@@ -387,6 +416,9 @@ def _summary_line(stats: dict[str, Any]) -> str:
             line += (
                 f"; {name}: {exp['events_dropped']} dropped, {exp['errors']} errors ({exp.get('last_error')})"
             )
+    guard = stats.get("guard") or {}
+    if guard.get("level_changes") or shed_total(guard) or guard.get("metadata_only_events"):
+        line += "; " + summary_text(guard)
     return line
 
 
@@ -641,6 +673,8 @@ def _status_text(stats: dict[str, Any], path: str) -> str:
         "  events: "
         + (", ".join(f"{t}={n}" for t, n in sorted(stats.get("events_by_type", {}).items())) or "none"),
     ]
+    if stats.get("guard"):
+        lines.append("  " + summary_text(stats["guard"]))
     for name, exp in stats.get("exporters", {}).items():
         details = exp.get("details") or {}
         extra = "".join(

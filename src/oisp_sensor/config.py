@@ -75,6 +75,18 @@ class CaptureConfig(Section):
     comm: list[str] = Field(default_factory=list)
     uids: list[int] = Field(default_factory=list)
     exclude_comm: list[str] = Field(default_factory=list)
+    # Only processes in these network namespaces: "self" (the sensor's own), an inode
+    # number or a path (/run/netns/NAME, /proc/PID/ns/net). Empty: every namespace.
+    netns: list[str] = Field(default_factory=list)
+
+    @field_validator("netns")
+    @classmethod
+    def _netns_exist(cls, value: list[str]) -> list[str]:
+        from .enrich.netns import netns_inode
+
+        for spec in value:
+            netns_inode(spec)  # ValueError: a one-line config error naming the key
+        return value
     # File events: "ai" = processes that made AI calls and the processes they start
     # afterwards (an agent and its tools); "all" = every process (much more output).
     file_scope: Literal["ai", "all"] = "ai"
@@ -430,6 +442,18 @@ class LimitsConfig(Section):
     check_interval_s: float = Field(default=1.0, ge=0.1, le=60)
 
 
+class KubernetesConfig(Section):
+    """[kubernetes]: node name and the pod/namespace of containerised processes, read from
+    the kubelet's directories on the node (see oisp_sensor.enrich.kubernetes)."""
+
+    enabled: bool = True
+    # host.node_name of every event; default: the NODE_NAME environment variable (set by
+    # the DaemonSet from the downward API).
+    node_name: str = ""
+    pods_log_dir: str = "/var/log/pods"
+    containers_log_dir: str = "/var/log/containers"
+
+
 class SensorConfig(Section):
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -438,6 +462,7 @@ class SensorConfig(Section):
     apps: AppsConfig = Field(default_factory=AppsConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
 
 
 # Exporters whose implementation is not in this version: accepted, reported when enabled.

@@ -49,6 +49,8 @@ from .decode.providers.registry import ProviderRegistry
 from .decode.system_events import SystemEventBuilder
 from .enrich.apps import AppMatcher
 from .enrich.filters import ProcessFilter
+from .enrich.netns import NetnsFilter
+from .enrich import kubernetes
 from .enrich.host import host_context
 from .enrich.process import ProcessCache, ProcessInfo, read_process
 from .enrich.web import CallContexts, WebApps
@@ -94,6 +96,9 @@ class Pipeline:
         self.clock = clock or Clock()
         self.on_event = on_event
         self.host = host_context()
+        node_name = kubernetes.configure(config.kubernetes)
+        if node_name:
+            self.host["node_name"] = node_name
         self.processes = ProcessCache()
         # app of every event (per process image), web context and host of every AI call
         self.apps = AppMatcher.from_config(config.apps, self.processes.get)
@@ -143,6 +148,7 @@ class Pipeline:
         # The live view shows what the strictest exporter gets, never more.
         self._view_mode = next(m for m in ("minimal", "safe", "full") if m in self._modes)
         self.filter = ProcessFilter(cap.pids, cap.comm, cap.uids, cap.exclude_comm)
+        self.netns = NetnsFilter(cap.netns)  # only these network namespaces' processes
         self.idle_ns = int(config.capture.idle_timeout_s * 1e9)
         self.counts: dict[str, int] = {"records": 0, "malformed_records": 0, "events": 0, "errors": 0}
         self.events_by_type: dict[str, int] = {}
@@ -191,6 +197,12 @@ class Pipeline:
         if self.system.waiting:
             self._emit_all(self.system.expire(record.ts_ns))
         if (
+            self.netns.active
+            and not isinstance(record, (ConnCloseRecord, FirstSendRecord))
+            and not self._netns_allows(record)
+        ):
+            return
+        if (
             self.filter.active
             and not isinstance(record, (ConnCloseRecord, FirstSendRecord))
             and not self.filter.allows(record.pid, getattr(record, "comm", ""), getattr(record, "uid", -1))
@@ -232,6 +244,20 @@ class Pipeline:
                 self._emit_all(self.files.close(record))
         else:
             self._decode(record)
+
+    def note_exec(self, pid: int) -> None:
+        """Capture thread, as soon as an exec is seen: what must be read while it runs."""
+        self.processes.note_exec(pid)
+        if self.netns.active:
+            self.netns.note_exec(pid)
+
+    def _netns_allows(self, record: Any) -> bool:
+        return self.netns.allows(
+            record.pid,
+            getattr(record, "ppid", 0),
+            fork=isinstance(record, ForkRecord),
+            exited=isinstance(record, ProcessExitRecord),
+        )
 
     def _stdio(self, record: DataRecord) -> None:
         try:
@@ -379,6 +405,10 @@ class Pipeline:
             provider = data.get("provider")
             if provider is not None:
                 app = self.apps.check_profile(app, provider.get("id"), host)
+        if event.event_type == AI_REQUEST and self.on_ai_process is not None:
+            self.on_ai_process(event.pid)
+        if not self.guard.admit(event.event_type):  # shed before the costly part
+            return
         final = envelope(
             event,
             self.clock,
@@ -388,10 +418,6 @@ class Pipeline:
             app=app,
             web=web,
         )
-        if event.event_type == AI_REQUEST and self.on_ai_process is not None:
-            self.on_ai_process(event.pid)
-        if not self.guard.admit(event.event_type):
-            return
         self.counts["events"] += 1
         self.events_by_type[event.event_type] = self.events_by_type.get(event.event_type, 0) + 1
         view = None
@@ -413,11 +439,15 @@ class Pipeline:
             "agent_sessions": asdict(self.sessions.counters),
             "system": asdict(self.system.counters),
             "file": asdict(self.files.counters),
-            "filtered_records": self.filter.dropped,
+            "filtered_records": self.filter.dropped + self.netns.dropped,
             "redaction": {"modes": dict(self._exporter_mode), **self.redactor.stats()},
             "exporters": {e.name: e.stats().as_dict() for e in self.exporters},
             "guard": self.guard.stats(),
         }
+
+
+def _is_data(buf: bytes) -> bool:
+    return record_kind(buf) == RecordKind.DATA
 
 
 def close_exporters(exporters: list[Exporter], timeout: float) -> None:
@@ -448,7 +478,10 @@ class Sensor:
         self._stopping = threading.Event()
 
     def submit_batch(self, batch: list[bytes]) -> None:
-        self.batches.put(batch)
+        """From the poll thread: queued for decoding, within the guard's queue bound."""
+        batch = self.pipeline.guard.enqueue(batch, _is_data)
+        if batch:
+            self.batches.put(batch)
 
     def start(self) -> None:
         for exporter in self.pipeline.exporters:
@@ -456,6 +489,7 @@ class Sensor:
         self._thread = threading.Thread(target=self._run, name="oisp-pipeline", daemon=True)
         self._thread.start()
         self.capture.start()
+        self.pipeline.guard.start()
         if self.status_path:
             self._status_thread = threading.Thread(target=self._status_loop, name="oisp-status", daemon=True)
             self._status_thread.start()
@@ -469,12 +503,19 @@ class Sensor:
             if batch is None:
                 break
             if batch:
+                guard = self.pipeline.guard
+                guard.dequeued(batch)
+                started = time.monotonic()
                 self.pipeline.process_raw(batch)
+                pause = guard.pause_for(time.monotonic() - started)
+                if pause and not self._stopping.is_set():
+                    time.sleep(min(pause, 1.0))  # the CPU ceiling: records wait (bounded queue)
             self.pipeline.expire_idle()
 
     def stop(self, flush_timeout: float = 10.0) -> dict[str, Any]:
         """Drain the kernel, finish exchanges, flush exporters; returns the final stats."""
         self._stopping.set()
+        self.pipeline.guard.stop()
         self.capture.stop()  # hands the last records to submit_batch
         self.batches.put(None)
         if self._thread:

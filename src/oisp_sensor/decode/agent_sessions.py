@@ -207,14 +207,16 @@ class AgentSessions:
     def _flush(self, steps: list[_Step], out: list[SensorEvent]) -> None:
         """A turn's tool calls come right after its response: past them, the step is complete."""
         for step in steps:
-            event = self._plan_step(step)
             activity = step.activity
+            if activity.session_id is None and len(activity.held) >= _MAX_HELD_STEPS:
+                # A plain chat process: its turns are not kept, so not built either.
+                self.counters.held_steps_dropped += 1
+                continue
+            event = self._plan_step(step)
             if activity.session_id is not None:
                 out.append(event)
-            elif len(activity.held) < _MAX_HELD_STEPS:
-                activity.held.append(event)  # emitted if the process turns out to be an agent
             else:
-                self.counters.held_steps_dropped += 1
+                activity.held.append(event)  # emitted if the process turns out to be an agent
         steps.clear()
 
     def process_exit(self, pid: int, ts_ns: int) -> list[SensorEvent]:

@@ -462,6 +462,15 @@ class _Conn:
                 self._unanswered(ex, None)
         self._release_parsers()
 
+    def set_body_limit(self, nbytes: int) -> None:
+        """Body cap of the messages that start from now on (those in progress keep theirs)."""
+        self.max_body = nbytes
+        for parser in (self.req_parser, self.resp_parser):
+            if parser is not None:
+                parser._max_body = nbytes
+        if self.h2 is not None:
+            self.h2._max_body = nbytes
+
     def reset_after_error(self) -> None:
         """Last resort after an internal error: forget exchanges, resync both streams."""
         self.awaiting.clear()
@@ -755,6 +764,22 @@ class ConnectionTracker:
             self._finish(conn, out)
         self._by_pid.clear()
         return out
+
+    def set_body_limit(self, nbytes: int) -> None:
+        """Body cap of every HTTP message that starts from now on, on every connection
+        (messages in progress keep theirs). The self-protection guard lowers it under
+        pressure (bodies not kept: metadata-only events) and restores it afterwards."""
+        if nbytes == self._max_body:
+            return
+        self._max_body = nbytes
+        for conn in self._conns.values():
+            conn.set_body_limit(nbytes)
+        for req, resp in self._pool:
+            req._max_body = resp._max_body = nbytes
+
+    @property
+    def body_limit(self) -> int:
+        return self._max_body
 
     def active_connections(self) -> int:
         return len(self._conns)

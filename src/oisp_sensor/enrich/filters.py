@@ -28,11 +28,20 @@ class ProcessFilter:
         )
         self.active = bool(self.pids or self.uids or self._comm or self._exclude)
         self._cache: dict[tuple[int, str, int], bool] = {}
+        # Records without a uid (exit, fork, file close) take the one last seen for the pid.
+        self._uid_of: dict[int, int] = {}
         self.dropped = 0
 
     def allows(self, pid: int, comm: str, uid: int = -1) -> bool:
         if not self.active:
             return True
+        if self.uids:
+            if uid < 0:
+                uid = self._uid_of.get(pid, -1)
+            elif self._uid_of.get(pid) != uid:
+                if len(self._uid_of) > 65536:
+                    self._uid_of.clear()
+                self._uid_of[pid] = uid
         key = (pid, comm, uid)
         verdict = self._cache.get(key)
         if verdict is None:

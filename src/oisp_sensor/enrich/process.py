@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .container import container_from_cgroup
+from .kubernetes import pod_context
 
 
 @dataclass(slots=True)
@@ -55,6 +56,9 @@ class ProcessInfo:
         if self.container_id:
             context["container_id"] = self.container_id
             context["container_runtime"] = self.container_runtime
+            pod = pod_context(self.container_id, self.pid)  # Kubernetes pod and namespace
+            if pod:
+                context["kubernetes"] = pod
         self._context = context
         return context
 

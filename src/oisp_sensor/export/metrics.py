@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ..config import MetricsExport
+from ..guard import metric_families
 from .base import QueuedExporter
 from .web import SharedServer
 
@@ -143,6 +144,7 @@ class SensorHealth:
         if "uptime_s" in sensor:
             yield GaugeMetricFamily("oisp_sensor_uptime_seconds", "Seconds since start", sensor["uptime_s"])
         yield from _exporter_metrics(stats.get("exporters") or {})
+        yield from metric_families(stats.get("guard") or {})
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

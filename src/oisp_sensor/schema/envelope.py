@@ -16,6 +16,9 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # leading zero bits, 130 bits) is 13 lookups. python-ulid's encoder takes ~5 us an id,
 # which a sensor emitting an event per streamed chunk feels; tests check both agree.
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+# Each random byte as one Crockford digit (its low 5 bits): 16 random bytes are the 80
+# random bits of a ULID's text in two C calls.
+_RANDOM_DIGITS = bytes(ord(_CROCKFORD[b & 31]) for b in range(256))
 
 
 def ulid_text(value: int) -> str:
@@ -36,6 +39,7 @@ class Clock:
         self._random = random.Random(os.urandom(16))
         self._second = -1
         self._second_text = ""
+        self._millis: tuple[int, str] = (-1, "")  # one attribute: swapped atomically
 
     def wall_ns(self, mono_ns: int) -> int:
         return mono_ns + self.offset_ns
@@ -53,9 +57,21 @@ class Clock:
 
         The 80 random bits come from a PRNG seeded once from the OS: ids need to be
         unique, not secret, and a getrandom() call per event costs more than the rest.
+        The time part (10 digits) is formatted once per millisecond.
         """
-        millis = self.wall_ns(mono_ns) // 1_000_000
-        return ulid_text(((millis & 0xFFFFFFFFFFFF) << 80) | self._random.getrandbits(80))
+        millis = ((mono_ns + self.offset_ns) // 1_000_000) & 0xFFFFFFFFFFFF
+        cached = self._millis
+        if millis != cached[0]:
+            pairs = _PAIRS
+            text = (
+                pairs[millis >> 40]
+                + pairs[(millis >> 30) & 1023]
+                + pairs[(millis >> 20) & 1023]
+                + pairs[(millis >> 10) & 1023]
+                + pairs[millis & 1023]
+            )
+            cached = self._millis = (millis, text)
+        return cached[1] + self._random.randbytes(16).translate(_RANDOM_DIGITS).decode()
 
 
 def envelope(
