@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
+from ..gcpolicy import checkpoint as gc_checkpoint
 from .proctree import ProcessTable
 from .sessions import STEP_KINDS, Sessions, step_summary
 from .stats import Agg, CallStats
@@ -277,6 +278,7 @@ class EventStore:
                 if len(self._events) > self.max_events + max(16, self.max_events // 8):
                     self._trim()
         if added:
+            gc_checkpoint.note(added)  # a million kept objects must not stall capture in GC
             for listener in list(self._listeners):
                 with contextlib.suppress(Exception):  # a UI's callback must never break capture
                     listener(self.version)
