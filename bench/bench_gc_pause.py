@@ -17,10 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ui_store import make_events  # noqa: E402
-
-from oisp_sensor.gcpolicy import checkpoint  # noqa: E402
-from oisp_sensor.ui.store import EventStore  # noqa: E402
+from bench_ui_store import make_events
+from oisp_sensor.gcpolicy import checkpoint
+from oisp_sensor.ui.store import EventStore
 
 
 def run(n: int, use_checkpoint: bool) -> dict[str, float]:
@@ -64,7 +63,9 @@ def main() -> None:
     args = parser.parse_args()
     for use in (False, True):
         result = run(args.events, use)
-        print(("checkpoint " if use else "plain      ") + "  ".join(f"{k}={v:,.1f}" for k, v in result.items()))
+        print(
+            ("checkpoint " if use else "plain      ") + "  ".join(f"{k}={v:,.1f}" for k, v in result.items())
+        )
 
 
 if __name__ == "__main__":
