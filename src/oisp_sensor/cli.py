@@ -113,6 +113,11 @@ def _add_record_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    p.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="write nothing but --output: no status file, no raw capture, no rotation, no caches (CI)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,9 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
 
+    from .ci.args import add_report_arguments, add_validate_arguments
+
+    add_validate_arguments(
+        sub.add_parser("validate", help="check a recorded events file against a policy (CI): exit 0/1")
+    )
+    add_report_arguments(
+        sub.add_parser("report", help="requests, tokens, cost, latency of a recorded events file")
+    )
+
     status = sub.add_parser("status", help="counters of the running sensor(s)")
     status.add_argument("--json", action="store_true", help="print the raw status JSON")
     status.add_argument("--status-file", metavar="PATH", help="status file of a specific sensor")
+    from .service import add_parser as add_daemon_parser
+
+    add_daemon_parser(sub, _add_record_options)
     return parser
 
 
@@ -228,6 +245,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("max_memory_mb", "max_cpu_percent", "max_events_per_second"):
         if getattr(args, key, None) is not None:
             over.setdefault("limits", {})[key] = getattr(args, key)
+    if getattr(args, "ephemeral", False):
+        # The only file written is --output (no rotation); without it, no JSONL at all.
+        jsonl = over.setdefault("export", {}).setdefault("jsonl", {})
+        jsonl.update({"enabled": bool(args.output), "rotate_size_mb": 0})
     return over
 
 
@@ -304,12 +325,20 @@ def _start_sensor(
         stdio_capture=cap.mcp_stdio,
     )
     status_path = args.status_file or os.path.join(STATUS_DIR, f"{os.getpid()}.json")
+    if args.ephemeral:
+        status_path = None  # nothing on disk but --output
+        sys.dont_write_bytecode = True  # modules imported from now on leave no .pyc
+        if args.save_raw or args.status_file:
+            _err("--ephemeral writes nothing but --output: drop --save-raw / --status-file")
+            sys.exit(EXIT_USAGE)
     sensor: Sensor | None = None
     capture = KernelCapture(
         options,
         on_batch=lambda b: sensor.submit_batch(b) if sensor else None,
-        on_exec=pipeline.note_exec,
+        on_exec=pipeline.processes.note_exec,
     )
+    if pipeline.netns.active:  # namespaces read while the processes still run
+        capture.on_exec_pids = pipeline.netns.note_execs
     sensor = Sensor(pipeline, capture, status_path=status_path)
     exports.set_stats_provider(sensor.stats)
     pipeline.on_ai_process = capture.watch  # its files, and its children's, from now on
@@ -322,6 +351,8 @@ def _start_sensor(
         for exporter in exporters:
             exporter.close(1.0)
         sys.exit(EXIT_FAILURE)
+    if args.output:
+        _give_to_sudo_user(args.output)
     summary = capture.probe_summary()
     outputs = exports.describe()
     if not args.quiet:
@@ -336,6 +367,18 @@ def _start_sensor(
                 + ("?token=..." if server.token else "")
             )
     return sensor, exports
+
+
+def _give_to_sudo_user(path: str) -> None:
+    """`sudo oisp-sensor record --output F`: F belongs to the user who ran sudo, so the CI
+    steps after it (grep, validate, artifact upload) can read it without sudo. Only a file
+    root owns; it stays 0600."""
+    uid, gid = os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
+    if not uid.isdigit() or not gid.isdigit() or int(uid) == 0:
+        return
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_uid == 0:
+            os.chown(path, int(uid), int(gid))
 
 
 def _url_host(host: str) -> str:
@@ -434,16 +477,28 @@ def _load(args: argparse.Namespace) -> SensorConfig:
 def cmd_record(args: argparse.Namespace) -> int:
     _setup_logging(args)
     config = _load(args)
+    if getattr(args, "daemon", False):  # `daemon start`: service defaults (service.py)
+        from .service import apply_daemon_defaults
+
+        apply_daemon_defaults(config)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     interactive = not args.no_ui and sys.stdout.isatty()
     run_tui = _tui_runner() if interactive and config.ui.tui else None
     sensor, exports = _start_sensor(args, config, interactive, tui=run_tui is not None)
+    # SIGHUP reloads the config (service use); in a terminal it keeps its usual meaning.
+    reloader = None
+    if getattr(args, "daemon", False) or not sys.stdin.isatty():
+        from .service import Reloader
+
+        reloader = Reloader(args, config, sensor, _overrides(args))
+        reloader.install()
     if run_tui is not None and exports.store is not None:
         _run_tui(run_tui, exports.store, stop)
     while not stop.wait(0.5):
-        pass
+        if reloader is not None:
+            reloader.poll()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stats = sensor.stop()
@@ -690,6 +745,24 @@ def _status_text(stats: dict[str, Any], path: str) -> str:
     return "\n".join(lines)
 
 
+def _ci_validate(args: argparse.Namespace) -> int:
+    from .ci.validate import run
+
+    return run(args)
+
+
+def _ci_report(args: argparse.Namespace) -> int:
+    from .ci.report import run
+
+    return run(args)
+
+
+def _daemon(args: argparse.Namespace, argv: list[str]) -> int:
+    from .service import cmd_daemon
+
+    return cmd_daemon(args, argv, cmd_record)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -701,6 +774,9 @@ def main(argv: list[str] | None = None) -> int:
         "decode-raw": cmd_decode_raw,
         "show": cmd_show,
         "replay": cmd_replay,
+        "validate": _ci_validate,
+        "report": _ci_report,
+        "daemon": lambda a: _daemon(a, sys.argv[1:] if argv is None else argv),
     }
     if args.command not in handlers:
         parser.print_help(sys.stderr)

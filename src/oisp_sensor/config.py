@@ -486,7 +486,7 @@ def _format_error(exc: ValidationError, origin: str) -> str:
 def _parse_env_value(raw: str) -> Any:
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return raw
 
 
@@ -553,6 +553,10 @@ def load_config(
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: not UTF-8 (byte {exc.start})") from None
+        except RecursionError:  # tomllib recurses on nested arrays and inline tables
+            raise ConfigError(f"{path}: not valid TOML: values nested too deeply") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
         try:

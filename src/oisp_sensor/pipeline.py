@@ -47,11 +47,11 @@ from .decode.messages import DecodeOutput
 from .decode.pricing import Pricing
 from .decode.providers.registry import ProviderRegistry
 from .decode.system_events import SystemEventBuilder
+from .enrich import kubernetes
 from .enrich.apps import AppMatcher
 from .enrich.filters import ProcessFilter
-from .enrich.netns import NetnsFilter
-from .enrich import kubernetes
 from .enrich.host import host_context
+from .enrich.netns import NetnsFilter
 from .enrich.process import ProcessCache, ProcessInfo, read_process
 from .enrich.web import CallContexts, WebApps
 from .export.base import Exporter
@@ -102,6 +102,7 @@ class Pipeline:
         self.processes = ProcessCache()
         # app of every event (per process image), web context and host of every AI call
         self.apps = AppMatcher.from_config(config.apps, self.processes.get)
+        self.processes.on_evict = self.apps.forget
         self.calls = CallContexts(WebApps.default())
         registry = ProviderRegistry.default()
         for host, provider_id in config.providers.extra_hosts.items():
@@ -136,17 +137,8 @@ class Pipeline:
         # records its files and its children's).
         self.on_ai_process: Callable[[int], None] | None = None
         self.redactor = Redactor.from_config(config.redaction, providers=registry)
-        # One redacted copy per distinct mode among the exporters (per-exporter overrides).
-        modes = exporter_modes(config)
-        # The dashboard and the terminal UI show what the live stream carries: the
-        # [export.websocket] override applies to them too (the dashboard turns it on).
-        live = config.export.websocket.redaction or config.redaction.mode
-        for name in ("websocket", "dashboard", "tui"):
-            modes.setdefault(name, live)
-        self._exporter_mode = {e.name: modes.get(e.name, config.redaction.mode) for e in exporters}
-        self._modes = sorted(set(self._exporter_mode.values())) or [config.redaction.mode]
-        # The live view shows what the strictest exporter gets, never more.
-        self._view_mode = next(m for m in ("minimal", "safe", "full") if m in self._modes)
+        self._registry = registry
+        self._set_modes(config)
         self.filter = ProcessFilter(cap.pids, cap.comm, cap.uids, cap.exclude_comm)
         self.netns = NetnsFilter(cap.netns)  # only these network namespaces' processes
         self.idle_ns = int(config.capture.idle_timeout_s * 1e9)
@@ -161,6 +153,30 @@ class Pipeline:
         self.guard = Guard.from_config(config.limits)
         self._body_limit = self.tracker.body_limit
         self._guard_level = 0
+
+    def _set_modes(self, config: SensorConfig) -> None:
+        # One redacted copy per distinct mode among the exporters (per-exporter overrides).
+        modes = exporter_modes(config)
+        # The dashboard and the terminal UI show what the live stream carries: the
+        # [export.websocket] override applies to them too (the dashboard turns it on).
+        live = config.export.websocket.redaction or config.redaction.mode
+        for name in ("websocket", "dashboard", "tui"):
+            modes.setdefault(name, live)
+        self._exporter_mode = {e.name: modes.get(e.name, config.redaction.mode) for e in self.exporters}
+        self._modes = sorted(set(self._exporter_mode.values())) or [config.redaction.mode]
+        # The live view shows what the strictest exporter gets, never more.
+        self._view_mode = next(m for m in ("minimal", "safe", "full") if m in self._modes)
+
+    def reconfigure(self, config: SensorConfig, exporters: list[Exporter]) -> None:
+        """A config reload (SIGHUP), in the pipeline thread between batches: the events made
+        so far go to the exporters they were made for, then `exporters` (the same list object,
+        updated in place: status and health read it) and the redaction of `config` apply.
+        Capture settings stay those the sensor started with."""
+        self.dispatch()
+        self.exporters[:] = exporters
+        self.config = self.config.model_copy(update={"export": config.export, "redaction": config.redaction})
+        self.redactor = Redactor.from_config(config.redaction, providers=self._registry)
+        self._set_modes(self.config)
 
     # ---- per record -----------------------------------------------------------------
 
@@ -224,7 +240,7 @@ class Pipeline:
             self._decode(record)  # finishes the exchanges of its connections first
             self._emit_all(self.mcp_stdio.process_exit(record.pid, record.ts_ns))
             self._emit_all(self.sessions.process_exit(record.pid, record.ts_ns))
-            self.processes.known(record.pid, record.comm)  # gone: no /proc to read
+            self.processes.exited(record.pid, record.comm)  # gone: no /proc to read
             self._emit_all(self.system.exit(record))
             self._seen_pids.discard(record.pid)
         elif isinstance(record, ForkRecord):
@@ -245,17 +261,12 @@ class Pipeline:
         else:
             self._decode(record)
 
-    def note_exec(self, pid: int) -> None:
-        """Capture thread, as soon as an exec is seen: what must be read while it runs."""
-        self.processes.note_exec(pid)
-        if self.netns.active:
-            self.netns.note_exec(pid)
-
     def _netns_allows(self, record: Any) -> bool:
         return self.netns.allows(
             record.pid,
             getattr(record, "ppid", 0),
             fork=isinstance(record, ForkRecord),
+            exec_=isinstance(record, ExecRecord),
             exited=isinstance(record, ProcessExitRecord),
         )
 
@@ -360,6 +371,8 @@ class Pipeline:
         return info
 
     def _first_sight(self, record: DataRecord) -> None:
+        if len(self._seen_pids) >= 65536:  # exits lost with their records: start over
+            self._seen_pids.clear()
         self._seen_pids.add(record.pid)
         self.processes.get(record.pid, record.comm)
         # Exec contexts take the container from the parent (no /proc read per command);
@@ -476,6 +489,15 @@ class Sensor:
         self._thread: threading.Thread | None = None
         self._status_thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._calls: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = queue.SimpleQueue()
+
+    def call_in_pipeline(self, fn: Callable[[], None]) -> threading.Event:
+        """Run `fn` in the pipeline thread between two batches (a config reload swaps
+        exporters there, so no event is half-way); the event is set once it has run."""
+        done = threading.Event()
+        self._calls.put((fn, done))
+        self.batches.put([])  # wakes the pipeline thread
+        return done
 
     def submit_batch(self, batch: list[bytes]) -> None:
         """From the poll thread: queued for decoding, within the guard's queue bound."""
@@ -511,6 +533,13 @@ class Sensor:
                 if pause and not self._stopping.is_set():
                     time.sleep(min(pause, 1.0))  # the CPU ceiling: records wait (bounded queue)
             self.pipeline.expire_idle()
+            while not self._calls.empty():
+                fn, done = self._calls.get()
+                try:
+                    fn()
+                except Exception:
+                    log.exception("a reconfiguration failed")
+                done.set()
 
     def stop(self, flush_timeout: float = 10.0) -> dict[str, Any]:
         """Drain the kernel, finish exchanges, flush exporters; returns the final stats."""

@@ -85,9 +85,7 @@ def test_flood_with_low_ceilings(
     assert live["metadata_only_events"] > 0, live
     level = re.search(r"^oisp_sensor_degradation_level (\S+)$", metrics, re.M)
     assert level and float(level[1]) >= 1, metrics
-    assert re.search(r'^oisp_sensor_shed_total\{kind="metadata_only_events"\} [1-9]', metrics, re.M), (
-        metrics
-    )
+    assert re.search(r'^oisp_sensor_shed_total\{kind="metadata_only_events"\} [1-9]', metrics, re.M), metrics
     assert "oisp_sensor_rss_bytes" in metrics
 
     # The shutdown summary counts what was shed.

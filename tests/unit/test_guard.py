@@ -105,3 +105,18 @@ def test_uid_filter_follows_records_without_uid() -> None:
     assert flt.allows(10, "python", 1000)
     assert flt.allows(10, "python")  # exit / file close records carry no uid
     assert not flt.allows(11, "python")
+
+
+def test_process_cache_keeps_only_recent_exits() -> None:
+    from oisp_sensor.enrich.process import ProcessCache, ProcessInfo
+
+    cache = ProcessCache(capacity=1000, exited_capacity=10)
+    for pid in range(100, 150):
+        cache.put(ProcessInfo(pid=pid, name="sh"))
+        cache.exited(pid, "sh")
+    assert cache.evicted_exited == 40
+    assert len(cache._entries) == 10
+    cache.put(ProcessInfo(pid=140, name="reused"))  # a new process with an exited pid
+    for pid in range(200, 215):
+        cache.exited(pid, "x")
+    assert cache._entries[140].name == "reused"

@@ -193,9 +193,9 @@ def drive(
     asyncio.run(main())
 
 
-async def settle(pilot: Pilot[None], seconds: float = 0.06) -> None:
-    """Let a few polls and the redraws after them run."""
-    await pilot.pause(seconds)
+async def settle(pilot: Pilot[None]) -> None:
+    """Let the messages a key or an action posted run, and the screen redraw."""
+    await pilot.pause()
     await pilot.pause()
 
 
@@ -375,13 +375,35 @@ def test_process_tree_with_ai_activity_and_enter_shows_its_calls() -> None:
     drive(make_store(), script)
 
 
+def test_a_busy_machine_shows_only_the_processes_with_ai_activity() -> None:
+    from oisp_sensor.ui.tui.views import ProcessView
+
+    builds = [
+        {**BASH, "pid": 500 + i, "ppid": 10, "name": "cc", "cmdline": ["cc", f"f{i}.c"]} for i in range(8)
+    ]
+    extra = [{"oisp_version": "0.1", "event_id": f"01JBUILD{p['pid']:018d}", "event_type": "process.exec",
+              "timestamp": "2026-11-22T09:59:55.000000Z", "host": {"hostname": "box"}, "process": p,
+              "data": {"pid": p["pid"], "ppid": 10}} for p in builds]  # fmt: skip
+
+    async def script(app: SensorTui, pilot: Pilot[None]) -> None:
+        app.query_one(ProcessView).max_tree = 5
+        await pilot.press("p")
+        await settle(pilot)
+        tree = app.query_one("#proc-tree")
+        top = tree.root.children  # type: ignore[attr-defined]
+        assert [n.data for n in top] == [10] and {n.data for n in top[0].children} == {AGENT_PID, 12}
+        assert "11 processes: showing the 3 with AI calls" in text_of(app.query_one("#proc-detail", Static))
+
+    drive(make_store([*process_events(), *extra, *dataset()[len(process_events()) :]]), script)
+
+
 def test_filter_narrows_the_timeline_and_esc_clears_it() -> None:
     async def script(app: SensorTui, pilot: Pilot[None]) -> None:
         box = app.query_one("#filter", Input)
         await pilot.press("slash")
         await settle(pilot)
         assert app.focused is box
-        # Free text searches the (redacted) content; typing "q", "t"... in the box does not act.
+        # Free text searches the (redacted) content; typing "s", "t"... in the box does not act.
         await pilot.press(*"story")
         await pilot.press("enter")
         await settle(pilot)
@@ -395,7 +417,8 @@ def test_filter_narrows_the_timeline_and_esc_clears_it() -> None:
         assert app.filters == {"provider": "anthropic"}
         assert [r[3] for r in rows(app.timeline)] == ["anthropic"]
         await pilot.press("slash")
-        box.value = "status:ok quit"  # "quit" is no command, the text search finds nothing
+        box.value = "status:ok "
+        await pilot.press("end", *"quit")  # typed into the box: q does not quit, the search finds nothing
         await pilot.press("enter")
         await settle(pilot)
         assert app.is_running and app.filters == {"status": "ok", "q": "quit"} and app.timeline.row_count == 0

@@ -130,6 +130,8 @@ class KernelCapture:
         self.options = options
         self.on_batch = on_batch
         self.on_exec = on_exec  # called in the poll thread, before the batch is handed off
+        # Every exec'd pid of a batch, in the poll thread before the hand-off (netns filter).
+        self.on_exec_pids: Callable[[list[int]], None] | None = None
         self.bpf = Libbpf()
         self.obj: int | None = None
         self.ringbuf: int | None = None
@@ -255,6 +257,8 @@ class KernelCapture:
         process and the tools it runs). Safe to call from any thread, any number of times."""
         if self.watch_fd < 0 or pid in self._watched or self.options.file_mode != FileMode.WATCHED:
             return
+        if len(self._watched) >= 65536:  # exits lost with their records: start over
+            self._watched.clear()
         self._watched.add(pid)
         key = ctypes.c_uint32(pid)
         bits = ctypes.c_uint32(0)
@@ -396,6 +400,8 @@ class KernelCapture:
             if self.on_exec:
                 for pid in no_cwd:
                     self.on_exec(pid)
+            if self.on_exec_pids:
+                self.on_exec_pids(pids)
             if self.options.ssl:
                 self._probe_new_images(pids, [])
         if self._batch:
@@ -413,7 +419,11 @@ class KernelCapture:
             kind = record_kind(buf)
             if kind == RecordKind.FILE_OPEN:
                 fd = int.from_bytes(buf[_OPEN_FD : _OPEN_FD + 4], "little", signed=True)
-                self._open_files.setdefault(record_pid(buf), {})[fd] = ""
+                pid = record_pid(buf)
+                if pid not in self._open_files and len(self._open_files) >= 65536:
+                    # exits lost with their records: forget the oldest process
+                    self._open_files.pop(next(iter(self._open_files)))
+                self._open_files.setdefault(pid, {})[fd] = ""
             elif kind == RecordKind.FILE_CLOSE:
                 fds = self._open_files.get(record_pid(buf))
                 if fds is not None:

@@ -5,6 +5,12 @@ stream is open, so decoding is incremental: every wire chunk goes in, whatever p
 bytes are available come out. Decoding never raises: a corrupt or unsupported coding
 sets :attr:`ContentDecoder.problem` (``"decode-error:<coding>"``) and the caller keeps
 the raw bytes instead. A sensor must not lose an event because a body was odd.
+
+Memory stays bounded on hostile bodies: one call never inflates past ``max_output``
+bytes (a few KiB of gzip or zstd can stand for gigabytes); a body that would is a
+decompression bomb, reported as ``"decode-error:<coding>:inflation-limit"``. zstd frames
+may not ask for a window past 8 MiB (RFC 9659), so a frame header cannot make the
+decoder allocate more either.
 """
 
 from __future__ import annotations
@@ -17,18 +23,25 @@ import brotli
 import zstandard
 
 _IDENTITY = frozenset({"", "identity"})
+MAX_INFLATE = 16 << 20  # plain bytes one call may produce (a capture record is at most 1 MiB)
+_ZSTD_MAX_WINDOW = 8 << 20  # RFC 9659: HTTP zstd decoders need not support larger windows
+_ZSTD_RATIO_SHIFT = 15  # a 4-byte RLE block stands for 128 KiB: at most 2**15 out per byte in
 
 
 class _Step(Protocol):
     """One layer of a coding stack; raises on corrupt input (the decoder catches it)."""
 
-    def feed(self, data: bytes) -> bytes: ...
+    def feed(self, data: bytes, budget: int) -> bytes: ...
 
     def finish(self) -> bytes: ...
 
 
 class _IncompleteStream(Exception):
     """The compressed stream ended before its end marker."""
+
+
+class _TooLarge(Exception):
+    """One call would inflate past its budget: a decompression bomb."""
 
 
 class _GzipStep:
@@ -45,7 +58,7 @@ class _GzipStep:
         self._tail = b""  # one byte after a member end: maybe the start of the next magic
         self._junk = False
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes, budget: int) -> bytes:
         if self._junk:
             return b""
         if self._tail:
@@ -61,7 +74,11 @@ class _GzipStep:
                     self._junk = True
                     return out
                 self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out += self._obj.decompress(data)
+            room = budget - len(out)
+            chunk = self._obj.decompress(data, room + 1)  # one byte more tells "too much"
+            if len(chunk) > room:
+                raise _TooLarge
+            out += chunk
             data = self._obj.unused_data if self._obj.eof else b""
         return out
 
@@ -90,7 +107,7 @@ class _DeflateStep:
         self._obj: zlib._Decompress | None = None
         self._head = b""
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes, budget: int) -> bytes:
         if self._obj is None:
             data = self._head + data
             if len(data) < 2:
@@ -99,7 +116,10 @@ class _DeflateStep:
             self._head = b""
             wbits = zlib.MAX_WBITS if _looks_like_zlib(data) else -zlib.MAX_WBITS
             self._obj = zlib.decompressobj(wbits)
-        return self._obj.decompress(data)
+        out = self._obj.decompress(data, budget + 1)
+        if len(out) > budget:
+            raise _TooLarge
+        return out
 
     def finish(self) -> bytes:
         if self._obj is None:
@@ -120,8 +140,18 @@ class _BrotliStep:
     def __init__(self) -> None:
         self._obj = brotli.Decompressor()
 
-    def feed(self, data: bytes) -> bytes:
-        return self._obj.process(data)
+    def feed(self, data: bytes, budget: int) -> bytes:
+        obj = self._obj
+        out = obj.process(data, output_buffer_limit=budget + 1)
+        # output held back past the limit comes with more (empty) calls
+        while len(out) <= budget and not obj.can_accept_more_data():
+            more = obj.process(b"", output_buffer_limit=budget + 1 - len(out))
+            if not more:
+                break
+            out += more
+        if len(out) > budget:
+            raise _TooLarge
+        return out
 
     def finish(self) -> bytes:
         if not self._obj.is_finished():
@@ -144,17 +174,27 @@ class _ZstdStep:
 
     @staticmethod
     def _new() -> zstandard.ZstdDecompressionObj:
-        return zstandard.ZstdDecompressor().decompressobj()
+        return zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW).decompressobj()
 
-    def feed(self, data: bytes) -> bytes:
-        out = b""
+    def feed(self, data: bytes, budget: int) -> bytes:
+        # zstd cannot stop at an output size: input goes in pieces small enough that one
+        # piece cannot inflate much past what is left of the budget
+        parts: list[bytes] = []
+        room = budget
         while data:
             self._seen = True
             if self._obj.eof:
                 self._obj = self._new()
-            out += self._obj.decompress(data)
-            data = self._obj.unused_data if self._obj.eof else b""
-        return out
+            size = max(64, room >> _ZSTD_RATIO_SHIFT)
+            piece, data = data[:size], data[size:]
+            chunk = self._obj.decompress(piece)
+            room -= len(chunk)
+            if room < 0:
+                raise _TooLarge
+            parts.append(chunk)
+            if self._obj.eof:
+                data = self._obj.unused_data + data
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def finish(self) -> bytes:
         if self._seen and not self._obj.eof:
@@ -187,10 +227,11 @@ class ContentDecoder:
     ``b""`` and :attr:`problem` names the coding that failed.
     """
 
-    __slots__ = ("_names", "_steps", "problem")
+    __slots__ = ("_max", "_names", "_steps", "problem")
 
-    def __init__(self, codings: Sequence[str]) -> None:
+    def __init__(self, codings: Sequence[str], max_output: int = MAX_INFLATE) -> None:
         self.problem: str | None = None
+        self._max = max_output
         self._names: list[str] = []
         self._steps: list[_Step] = []
         for name in reversed(codings):
@@ -212,7 +253,9 @@ class ContentDecoder:
             return b""
         for index, step in enumerate(self._steps):
             try:
-                data = step.feed(data)
+                data = step.feed(data, self._max)
+            except _TooLarge:
+                return self._fail(index, ":inflation-limit")
             except Exception:
                 return self._fail(index)
             if not data:
@@ -227,14 +270,16 @@ class ContentDecoder:
         for index, step in enumerate(self._steps):
             try:
                 if out:
-                    out = step.feed(out)
+                    out = step.feed(out, self._max)
                 out += step.finish()
+            except _TooLarge:
+                return self._fail(index, ":inflation-limit")
             except Exception:
                 return self._fail(index)
         return out
 
-    def _fail(self, index: int) -> bytes:
-        self.problem = f"decode-error:{self._names[index]}"
+    def _fail(self, index: int, why: str = "") -> bytes:
+        self.problem = f"decode-error:{self._names[index]}{why}"
         return b""
 
 

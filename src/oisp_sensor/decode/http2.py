@@ -707,7 +707,9 @@ class Http2Decoder:
         side.mode = _HEAD
         stream = side.stream
         side.stream = None
-        if stream is not None and side.flags & END_STREAM:
+        # the stream may have been finished while its frame arrived (a frame error in the
+        # other direction aborts every stream): it was reported done already
+        if stream is not None and side.flags & END_STREAM and self._streams.get(stream.sid) is stream:
             self._end_stream(stream, side.direction, ts_ns)
 
     def _body(self, stream: _Stream, direction: int, chunk: bytes, ts_ns: int) -> None:

@@ -485,6 +485,10 @@ class AppMatcher:
 
     # ---- per event ------------------------------------------------------------------------
 
+    def forget(self, pid: int) -> None:
+        """The process cache let go of `pid` (an old exit): so does this cache."""
+        self._pids.pop(pid, None)
+
     def context(self, info: ProcessInfo) -> dict[str, Any]:
         """The `app` object of an event of this process (shared between events: never modify)."""
         cached = self._pids.get(info.pid)

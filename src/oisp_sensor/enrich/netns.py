@@ -56,24 +56,33 @@ class NetnsFilter:
         if ino:
             self._remember(pid, ino)
 
+    def note_execs(self, pids: list[int]) -> None:
+        for pid in pids:
+            self.note_exec(pid)
+
     def _remember(self, pid: int, ino: int) -> None:
         with self._lock:
             if len(self._ns) >= _MAX_PIDS:
                 self._ns.clear()  # rare: re-read from /proc as records come
             self._ns[pid] = ino
 
-    def allows(self, pid: int, ppid: int = 0, fork: bool = False, exited: bool = False) -> bool:
+    def allows(
+        self, pid: int, ppid: int = 0, fork: bool = False, exec_: bool = False, exited: bool = False
+    ) -> bool:
         """Whether a record of `pid` is kept (`ppid` of exec and fork records helps when the
-        process is gone; a fork's child inherits the parent's namespace)."""
+        process is gone; a fork's child inherits the parent's namespace; an exec re-reads
+        it: `ip netns exec` forks in one namespace and execs in another)."""
         with self._lock:
             # A fork's child may already be known: its exec was noted by the capture thread
             # before the pipeline got to the fork record.
             ino = self._ns.get(pid)
             parent = self._ns.get(ppid, 0) if ppid else 0
-        if ino is None:
+        if exec_:
+            ino = _netns_of(pid) or ino
+        if not ino:
             ino = (parent or _netns_of(ppid)) if fork else (_netns_of(pid) or parent)
-            if ino and not exited:
-                self._remember(pid, ino)
+        if ino and not exited:
+            self._remember(pid, ino)
         if exited:
             with self._lock:
                 self._ns.pop(pid, None)

@@ -12,6 +12,7 @@ import os
 import pwd
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -145,9 +146,17 @@ def read_process(pid: int) -> ProcessInfo:
 class ProcessCache:
     """Thread-safe LRU of ProcessInfo by pid (the capture thread writes at exec)."""
 
-    def __init__(self, capacity: int = 16384) -> None:
+    def __init__(self, capacity: int = 16384, exited_capacity: int = 2048) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[int, ProcessInfo] = OrderedDict()
+        # Exited processes are kept a while (late events, children naming their parent),
+        # but only the most recent ones: a host starting thousands of short commands
+        # would otherwise fill the whole cache with the dead.
+        self.exited_capacity = exited_capacity
+        self._exited: OrderedDict[int, ProcessInfo] = OrderedDict()
+        self.evicted_exited = 0
+        # Told of every pid whose entry is evicted, so caches keyed by it can let go too.
+        self.on_evict: Callable[[int], None] | None = None
         self._lock = threading.Lock()
         self._users: dict[int, str] = {}
         self._exec_cwd: dict[int, str] = {}  # pid -> cwd read right after its exec
@@ -217,6 +226,23 @@ class ProcessCache:
             if pid in self._entries:
                 return
         self._store(ProcessInfo(pid=pid, name=comm))
+
+    def exited(self, pid: int, comm: str) -> None:
+        """The process exited: keep its entry among the `exited_capacity` latest exits."""
+        self.known(pid, comm)
+        with self._lock:
+            info = self._entries.get(pid)
+            if info is None:
+                return
+            self._exited[pid] = info
+            self._exited.move_to_end(pid)
+            while len(self._exited) > self.exited_capacity:
+                old_pid, old = self._exited.popitem(last=False)
+                if self._entries.get(old_pid) is old:  # not a new process with a reused pid
+                    del self._entries[old_pid]
+                    self.evicted_exited += 1
+                    if self.on_evict is not None:
+                        self.on_evict(old_pid)
 
     def put(self, info: ProcessInfo) -> None:
         """Store what is known of a process's current image (from an exec record)."""

@@ -73,7 +73,7 @@ def split_json_array(body: bytes) -> tuple[list[tuple[int, dict[str, Any]]], boo
             return items, pos < end
         try:
             obj, nxt = _DECODER.raw_decode(text, pos)
-        except ValueError:
+        except (ValueError, RecursionError):  # nesting deeper than the stack: a hostile body
             return items, False
         if isinstance(obj, dict):
             items.append((pos, obj))

@@ -47,12 +47,13 @@ function init() {
   app.views.health = new HealthView($("#view-health"));
   buildFilters();
   showView(s.view);
-  app.views.timeline.load();
+  // The first page of calls first: the totals and filter options (heavier queries) after it.
+  const first = app.views.timeline.load();
   if (s.call) showExchange(s.call);
   state.subscribe(onState);
   app.stream = new LiveStream({ onEvent, onState: onWsState });
   app.stream.start();
-  refreshHeader();
+  first.finally(refreshHeader);
   setInterval(refreshHeader, REFRESH_MS);
   setInterval(refreshVisible, REFRESH_MS);
   setInterval(() => {

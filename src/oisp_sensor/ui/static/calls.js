@@ -6,7 +6,7 @@
 import { getJson } from "./api.js";
 
 const FIRST_PAGE = 300; // small: the first screen must appear at once
-const PAGE = 2000;
+const PAGE = 5000; // the API's largest page: a far jump needs few round trips
 const LIVE_PAGE = 5000;
 
 export class CallsModel {
@@ -24,6 +24,7 @@ export class CallsModel {
     this.latestSeq = 0;
     this.exhausted = false;
     this.loadingOlder = false;
+    this.wanted = 0;
     this.liveBusy = false;
     this.livePending = false;
     this.error = null;
@@ -67,20 +68,30 @@ export class CallsModel {
     }
   }
 
-  /** Load the next older page when the view comes near the end of what is loaded. */
+  /**
+   * Make sure rows up to `index` are loaded: older pages are fetched one after the other
+   * (the API pages by sequence number, so row N needs the pages before it) until the
+   * wanted index, the latest one asked for, is covered.
+   */
   async ensureLoaded(index) {
-    if (this.exhausted || this.loadingOlder || !this.loaded || index < this.rows.length - 50) return;
+    this.wanted = Math.max(this.wanted || 0, index);
+    if (this.exhausted || this.loadingOlder || !this.loaded) return;
     const gen = this.generation;
     this.loadingOlder = true;
     try {
-      const oldest = this.rows.length ? this.rows[this.rows.length - 1].seq : undefined;
-      const body = await getJson("/api/calls", { ...this.filters, limit: PAGE, before_seq: oldest });
-      if (gen !== this.generation) return;
-      this.appendOlder(body.calls);
-      if (body.calls.length < PAGE) this.exhausted = true;
-      this.onChange("older", {});
+      while (gen === this.generation && !this.exhausted && this.wanted >= this.rows.length - 50) {
+        const oldest = this.rows.length ? this.rows[this.rows.length - 1].seq : undefined;
+        const body = await getJson("/api/calls", { ...this.filters, limit: PAGE, before_seq: oldest });
+        if (gen !== this.generation) return;
+        this.appendOlder(body.calls);
+        if (body.calls.length < PAGE) this.exhausted = true;
+        this.onChange("older", {});
+      }
     } catch (err) {
-      if (gen === this.generation) this.error = err.message;
+      if (gen === this.generation) {
+        this.error = err.message;
+        this.onChange("older", {});
+      }
     } finally {
       if (gen === this.generation) this.loadingOlder = false;
     }

@@ -19,12 +19,13 @@ function theme() {
   };
 }
 
-/** Round a maximum up to a "nice" axis value (1, 2, 2.5, 5 x 10^n). */
-export function niceMax(v) {
-  if (!(v > 0)) return 1;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
-  return 10 * p;
+/** An axis maximum of `ticks` nice steps (1, 2, 2.5, 5 x 10^n each) that covers `v`. */
+export function niceMax(v, ticks = 4) {
+  if (!(v > 0)) return ticks;
+  const raw = v / ticks;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 2.5, 5, 10]) if (raw <= m * p * (1 + 1e-9)) return m * p * ticks;
+  return 10 * p * ticks;
 }
 
 class CanvasBox {
@@ -146,6 +147,7 @@ export class TimeChart extends CanvasBox {
     if (!n) {
       ctx.textAlign = "center";
       ctx.fillText("no data in this window", pad.left + plotW / 2, pad.top + plotH / 2);
+      this.canvas.dataset.points = "0";
       return;
     }
     // x labels: about one every 90 px
@@ -174,17 +176,18 @@ export class TimeChart extends CanvasBox {
       }
     }
     ctx.globalAlpha = 1;
-    // lines and areas
+    // lines and areas (a bucket without calls has no latency: the line breaks there, and
+    // a value alone between gaps is drawn as a dot)
+    const has = (i, key) => i >= 0 && i < n && pts[i][key] !== null && pts[i][key] !== undefined;
     for (const s of this.series) {
       if (s.kind !== "line" && s.kind !== "area") continue;
       ctx.beginPath();
       let started = false;
       for (let i = 0; i < n; i++) {
-        const raw = pts[i][s.key];
-        if (raw === null || raw === undefined) continue;
+        if (!has(i, s.key)) continue;
         const xx = this.xOf(i, plotW, pad);
-        const yy = y(Number(raw) || 0);
-        if (!started) ctx.moveTo(xx, yy);
+        const yy = y(Number(pts[i][s.key]) || 0);
+        if (!started || (s.kind === "line" && !has(i - 1, s.key))) ctx.moveTo(xx, yy);
         else ctx.lineTo(xx, yy);
         started = true;
       }
@@ -201,13 +204,16 @@ export class TimeChart extends CanvasBox {
         ctx.fill();
         ctx.globalAlpha = 1;
       }
-      if (n === 1 && started) {
-        ctx.fillStyle = s.color;
+      ctx.fillStyle = s.color;
+      for (let i = 0; i < n; i++) {
+        if (!has(i, s.key) || has(i - 1, s.key) || has(i + 1, s.key)) continue;
         ctx.beginPath();
-        ctx.arc(this.xOf(0, plotW, pad), y(Number(pts[0][s.key]) || 0), 3, 0, Math.PI * 2);
+        ctx.arc(this.xOf(i, plotW, pad), y(Number(pts[i][s.key]) || 0), 3, 0, Math.PI * 2);
         ctx.fill();
       }
     }
+    // what was drawn, for tests: buckets with a value in any series
+    this.canvas.dataset.points = String(pts.filter((p) => this.series.some((s) => Number(p[s.key]) > 0)).length);
     if (this.hover >= 0) this.drawTip(pts[this.hover], this.xOf(this.hover, plotW, pad), pad, t);
   }
 
@@ -277,8 +283,10 @@ export class PercentileBars extends CanvasBox {
       ctx.fillStyle = t.fg;
       ctx.textAlign = "center";
       ctx.fillText("no completed calls yet", w / 2, this.height / 2);
+      this.canvas.dataset.points = "0";
       return;
     }
+    this.canvas.dataset.points = String(this.rows.length);
     const labelW = Math.min(220, Math.max(90, w * 0.3));
     const valueW = 120;
     const plotW = Math.max(40, w - labelW - valueW - 12);

@@ -34,6 +34,14 @@ export function usd(n) {
   return `$${n.toPrecision(2)}`;
 }
 
+/** A cost for a narrow cell: at most 8 characters ("<$0.0001" below a hundredth of a cent). */
+export function usdCell(n) {
+  if (n === null || n === undefined || Number.isNaN(n)) return "–";
+  if (n > 0 && n < 0.0001) return "<$0.0001";
+  if (n > 0 && n < 0.01) return `$${n.toFixed(4)}`;
+  return usd(n);
+}
+
 /** Milliseconds: "830 ms", "4.2 s", "3m 05s". */
 export function ms(n) {
   if (n === null || n === undefined || Number.isNaN(n)) return "–";

@@ -3,7 +3,7 @@
 
 import { getJson } from "./api.js";
 import { empty, h, jsonTree, kv, replace, setText } from "./dom.js";
-import { duration, num } from "./fmt.js";
+import { dateTime, duration, num } from "./fmt.js";
 
 export class HealthView {
   constructor(root) {
@@ -41,7 +41,7 @@ export class HealthView {
         ["Events seen", sensor.events == null ? null : num(sensor.events)],
         ...Object.entries(sensor)
           .filter(([k]) => !["version", "mode", "uptime_s", "events"].includes(k))
-          .map(([k, v]) => [k.replace(/_/g, " "), v && typeof v === "object" ? jsonTree(v, 0, 0) : scalar(v)]),
+          .map(([k, v]) => [label(k), v && typeof v === "object" ? jsonTree(v, 0, 0) : k.endsWith("_at") && v > 1e9 ? dateTime(v) : scalar(v)]),
       ])),
       h("section", { class: "panel", "data-panel": "capture" }, h("h3", { text: "Capture" }), this.capture(capture)),
       h("section", { class: "panel", "data-panel": "exports" }, h("h3", { text: "Exporters" }), this.exporters(exports)),
@@ -109,6 +109,12 @@ function flatCounters(obj, prefix = "", depth = 0, out = []) {
     else if (v && typeof v === "object") flatCounters(v, key, depth + 1, out);
   }
   return out;
+}
+
+/** "events_kept" -> "Events kept". */
+function label(key) {
+  const s = key.replace(/_/g, " ");
+  return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
 function scalar(v) {

@@ -15,6 +15,7 @@ export class ProcessesView {
     this.data = null;
     this.collapsed = new Set();
     this.aiOnly = true;
+    this.reveal = true; // bring the selected process into view after the next render
     this.status = h("span", { class: "dim" });
     this.aiToggle = h("input", { type: "checkbox", checked: true, id: "proc-ai-only" });
     this.aiToggle.addEventListener("change", () => {
@@ -99,6 +100,13 @@ export class ProcessesView {
     }
     if (count > MAX_NODES) out.push(h("div", { class: "note", text: `… ${count - MAX_NODES} more not shown` }));
     replace(this.tree, out);
+    if (this.reveal && selected) {
+      const node = this.tree.querySelector(".pnode.selected");
+      if (node) {
+        node.scrollIntoView({ block: "center" });
+        this.reveal = false;
+      }
+    }
   }
 
   node(p, depth, nkids, open, selected) {
@@ -120,7 +128,10 @@ export class ProcessesView {
       role: "treeitem",
       "data-pid": p.pid,
       style: { paddingLeft: `${depth * 16 + 4}px` },
-      onclick: () => state.set({ proc: String(p.pid) }, { push: true }),
+      onclick: () => {
+        this.fromTree = true;
+        state.set({ proc: String(p.pid) }, { push: true });
+      },
     },
     twisty,
     h("span", { class: "pname", text: p.name || "?" }),
@@ -165,6 +176,8 @@ export class ProcessesView {
 
   onState(cur, prev) {
     if (cur.proc !== prev.proc) {
+      this.reveal = !this.fromTree; // a click in the tree: the node is in view already
+      this.fromTree = false;
       this.renderTree();
       this.renderDetail();
     }

@@ -3,7 +3,7 @@
 
 import { CallsModel } from "./calls.js";
 import { h, setText } from "./dom.js";
-import { clock, compact, ms, num, usd } from "./fmt.js";
+import { clock, compact, ms, num, usd, usdCell } from "./fmt.js";
 import * as state from "./state.js";
 import { VirtualList } from "./vlist.js";
 
@@ -56,6 +56,13 @@ export class TimelineView {
       count: () => this.model.count,
       createRow: () => this.createRow(),
       renderRow: (el, i) => this.renderRow(el, i),
+      clearRow: (el) => {
+        el.dataset.id = "";
+      },
+      keyOf: (i) => {
+        const row = this.model.rows[i];
+        return row ? row.request_id : `~${i}`;
+      },
     });
     this.scroller.addEventListener("scroll", () => {
       if (this.scroller.scrollTop < ROW_H / 2 && this.newAbove) {
@@ -74,12 +81,13 @@ export class TimelineView {
     }, 1000);
   }
 
-  /** Load for the current filters (first call, or after they changed). */
+  /** Load for the current filters (first call, or after they changed); resolves when the
+   * first page is shown. */
   load() {
     this.newAbove = 0;
     this.newPill.hidden = true;
     this.scroller.scrollTop = 0;
-    this.model.reset(state.filters());
+    return this.model.reset(state.filters());
   }
 
   /** A live event arrived: AI calls trigger an incremental fetch. */
@@ -89,17 +97,18 @@ export class TimelineView {
   }
 
   changed(kind, info) {
-    if (kind === "live" && info.added) {
-      // Keep what the user looks at in place unless they are at the top (following).
-      if (this.scroller.scrollTop > ROW_H / 2) {
-        this.scroller.scrollTop += info.added * ROW_H;
-        this.newAbove += info.added;
-        this.newPill.textContent = `▲ ${num(this.newAbove)} new`;
-        this.newPill.hidden = false;
-      }
-    }
     this.updateBar();
-    this.list.invalidate();
+    if (kind === "live" && info.added && this.scroller.scrollTop > ROW_H / 2) {
+      // Keep what the user looks at in place unless they are at the top (following): move
+      // the rows and the scroll position together, in this same frame.
+      this.list.syncHeight();
+      this.scroller.scrollTop += info.added * ROW_H;
+      this.newAbove += info.added;
+      this.newPill.textContent = `▲ ${num(this.newAbove)} new`;
+      this.newPill.hidden = false;
+      this.list.dirty = true;
+      this.list.render();
+    } else this.list.invalidate();
     this.maybeLoadMore();
   }
 
@@ -167,7 +176,8 @@ export class TimelineView {
     cellText(cells[4], row.model || "", true);
     cellText(cells[5], row.input_tokens == null ? "" : compact(row.input_tokens));
     cellText(cells[6], row.output_tokens == null ? "" : compact(row.output_tokens));
-    cellText(cells[7], row.cost_usd == null ? "" : usd(row.cost_usd));
+    cellText(cells[7], row.cost_usd == null ? "" : usdCell(row.cost_usd));
+    if (row.cost_usd != null && cells[7].title !== usd(row.cost_usd)) cells[7].title = usd(row.cost_usd);
     cellText(cells[8], row.latency_ms == null ? "" : ms(row.latency_ms));
     cellText(cells[9], row.ttft_ms == null ? "" : ms(row.ttft_ms));
     const mode = [row.streaming ? "stream" : "", row.tool_calls ? `${row.tool_calls} tool${row.tool_calls > 1 ? "s" : ""}` : ""]

@@ -8,18 +8,22 @@ export class VirtualList {
    * @param {object} opts  rowHeight, count(): number, createRow(): HTMLElement,
    *   renderRow(el, index), overscan (rows above and below the view)
    */
-  constructor(scroller, { rowHeight, count, createRow, renderRow, overscan = 8 }) {
+  constructor(scroller, { rowHeight, count, createRow, renderRow, keyOf, clearRow, overscan = 8 }) {
     this.scroller = scroller;
     this.rowHeight = rowHeight;
     this.count = count;
     this.createRow = createRow;
     this.renderRow = renderRow;
+    // An element keeps showing the same item (by key) while rows are inserted above it, so
+    // what is under the pointer does not change hands between two frames.
+    this.keyOf = keyOf || ((i) => i);
+    this.clearRow = clearRow || (() => {}); // a row element put aside: forget what it showed
     this.overscan = overscan;
     this.spacer = document.createElement("div");
     this.spacer.className = "vl-spacer";
     this.spacer.style.position = "relative";
     scroller.appendChild(this.spacer);
-    this.pool = []; // {el, index}
+    this.pool = []; // {el, index, key}
     this.frame = 0;
     this.dirty = true; // data changed: rows in view must be rendered again
     this.first = 0;
@@ -42,12 +46,18 @@ export class VirtualList {
     });
   }
 
+  /** Size the spacer for the current count (before moving the scroll position down). */
+  syncHeight() {
+    const n = this.count();
+    const height = `${n * this.rowHeight}px`;
+    if (this.spacer.style.height !== height) this.spacer.style.height = height;
+    return n;
+  }
+
   /** Render now (tests and benchmarks measure this synchronously). */
   render() {
-    const n = this.count();
+    const n = this.syncHeight();
     const rh = this.rowHeight;
-    const height = n * rh;
-    if (this.spacer.style.height !== `${height}px`) this.spacer.style.height = `${height}px`;
     const top = this.scroller.scrollTop;
     const view = this.scroller.clientHeight || 600;
     const first = Math.max(0, Math.floor(top / rh) - this.overscan);
@@ -60,31 +70,39 @@ export class VirtualList {
       el.style.right = "0";
       el.style.height = `${rh}px`;
       this.spacer.appendChild(el);
-      this.pool.push({ el, index: -1 });
+      this.pool.push({ el, index: -1, key: null });
     }
-    // Keep the element that already shows an index on that index (no re-render needed);
-    // hand the others to the indexes that became visible.
-    const byIndex = new Map();
+    const wanted = new Map(); // key -> index, for the rows in view
+    for (let i = first; i <= last; i++) wanted.set(this.keyOf(i), i);
     const free = [];
+    const placed = new Set();
     for (const slot of this.pool) {
-      if (slot.index >= first && slot.index <= last && !byIndex.has(slot.index)) byIndex.set(slot.index, slot);
-      else free.push(slot);
-    }
-    for (let i = first; i <= last; i++) {
-      let slot = byIndex.get(i);
-      if (slot && !this.dirty) continue;
-      if (!slot) {
-        slot = free.pop();
-        slot.index = i;
-        slot.el.style.transform = `translateY(${i * rh}px)`;
-        if (slot.el.hidden) slot.el.hidden = false;
+      const index = slot.key === null ? undefined : wanted.get(slot.key);
+      if (index === undefined || placed.has(slot.key)) free.push(slot);
+      else {
+        placed.add(slot.key);
+        if (slot.index !== index) {
+          slot.index = index;
+          slot.el.style.transform = `translateY(${index * rh}px)`;
+        }
+        if (this.dirty) this.renderRow(slot.el, index);
       }
-      this.renderRow(slot.el, i);
+    }
+    for (const [key, index] of wanted) {
+      if (placed.has(key)) continue;
+      const slot = free.pop();
+      slot.key = key;
+      slot.index = index;
+      slot.el.style.transform = `translateY(${index * rh}px)`;
+      if (slot.el.hidden) slot.el.hidden = false;
+      this.renderRow(slot.el, index);
     }
     for (const slot of free) {
-      if (slot.index !== -1 && (slot.index < first || slot.index > last)) {
+      if (slot.key !== null) {
+        slot.key = null;
         slot.index = -1;
         slot.el.hidden = true;
+        this.clearRow(slot.el);
       }
     }
     this.first = first;

@@ -60,7 +60,7 @@ class SensorTui(App[None]):
         title: str | None = None,
         stop: threading.Event | None = None,
         poll_s: float = 0.25,
-        max_rows: int = 1000,
+        max_rows: int = 500,
     ) -> None:
         super().__init__()
         self.max_rows = max_rows  # timeline rows kept on screen (the store keeps far more)

@@ -131,6 +131,7 @@ class SessionScreen(Screen[None]):
             table.move_cursor(row=min(row, table.row_count - 1))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()  # handled here, not by the app's views
         found = exchange_of(self.store, event.row_key.value)
         if found is not None:
             self.app.push_screen(ExchangeScreen(self.store, found))

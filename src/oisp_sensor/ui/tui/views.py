@@ -34,7 +34,7 @@ class Timeline(Table):
     """AI calls, oldest first, newest at the bottom; follows new calls while the cursor
     is on the last row. Keeps at most `max_rows` rows (older ones scroll out)."""
 
-    def __init__(self, max_rows: int = 1000, **kwargs: Any) -> None:
+    def __init__(self, max_rows: int = 500, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_rows = max_rows
         self.total = 0  # calls matching the filter in the store
@@ -142,13 +142,20 @@ class ProcessTree(Tree[int]):
 
 
 class ProcessView(Horizontal):
-    """The process tree (AI activity on each line) and the highlighted process's details."""
+    """The process tree (AI activity on each line) and the highlighted process's details.
+
+    On a busy machine (a build spawns thousands of processes) only the processes with AI
+    calls and their ancestors are shown, past `max_tree` processes."""
+
+    max_tree = 300
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._by_pid: dict[int, TreeNode[int]] = {}
         self._shape: tuple[tuple[int, int], ...] = ()
         self._procs: dict[int, dict[str, Any]] = {}
+        self._keep: set[int] | None = None  # None: every process
+        self.note = ""
 
     def compose(self) -> Any:
         tree = ProcessTree("processes", id="proc-tree")
@@ -172,6 +179,12 @@ class ProcessView(Horizontal):
         tree = self.tree
         if shape != self._shape:
             self._shape = shape
+            self._keep = self._ai_related(procs) if len(procs) > self.max_tree else None
+            self.note = (
+                f"{len(procs)} processes: showing the {len(self._keep)} with AI calls and their parents"
+                if self._keep is not None
+                else ""
+            )
             current = tree.cursor_node.data if tree.cursor_node is not None else None
             tree.clear()
             self._by_pid = {}
@@ -186,9 +199,24 @@ class ProcessView(Horizontal):
                 node.set_label(fmt.process_label(procs[pid]))
         self.show_detail()
 
+    @staticmethod
+    def _ai_related(procs: dict[int, dict[str, Any]]) -> set[int]:
+        parent = {child: pid for pid, p in procs.items() for child in p["children"]}
+        keep: set[int] = set()
+        for pid, p in procs.items():
+            if not p.get("ai_calls"):
+                continue
+            up: int | None = pid
+            while up is not None and up not in keep:  # the process and its ancestors
+                keep.add(up)
+                up = parent.get(up)
+        return keep
+
     def _add(self, parent: TreeNode[int], pid: int, procs: dict[int, dict[str, Any]], depth: int) -> None:
         proc = procs.get(pid)
         if proc is None or pid in self._by_pid or depth > 64:
+            return
+        if self._keep is not None and pid not in self._keep:
             return
         node = parent.add(fmt.process_label(proc), data=pid, expand=True, allow_expand=bool(proc["children"]))
         self._by_pid[pid] = node
@@ -203,10 +231,12 @@ class ProcessView(Horizontal):
         pid = self.selected_pid()
         proc = self._procs.get(pid) if pid is not None else None
         detail = self.query_one("#proc-detail", Static)
+        text = Text(f"{self.note}\n\n", style="yellow") if self.note else Text()
         if proc is None:
-            detail.update(Text("No process yet.", style="dim"))
+            text.append("No process yet.", style="dim")
+            detail.update(text)
             return
-        text = fmt.process_label(proc)
+        text.append_text(fmt.process_label(proc))
         text.append("\n")
         for label, value in (
             ("exe", proc.get("exe")),
