@@ -8,7 +8,8 @@ Playwright to measure, in the page:
 
 * time to first render: navigation start -> first timeline rows on screen;
 * scroll: rAF frame intervals and the virtual list's render time while the timeline is
-  scrolled continuously through all 50,000 rows, and after far jumps (rows loaded on demand);
+  scrolled continuously, fast (10 rows a frame, pages loaded on the way) and at wheel
+  speed (2 rows a frame), and the time to show the rows after far jumps (loaded on demand);
 * time to open an exchange: click on a row -> messages shown;
 * live: frame intervals while 200 calls/s arrive over the WebSocket (the page following).
 
@@ -374,6 +375,12 @@ def measure(url: str, server: Server, gen_live: Gen | None, runs: int = 3) -> di
         out["scroll_render_ms"] = scroll["renders"]
         out["scroll_frames_with_placeholders"] = scroll["missing"]
         out["jump_ms"] = page.evaluate(JUMP_JS, [0.5, 0.9, 0.999, 0.25, 0.75, 0.05])
+        # wheel speed (2 rows a frame, 120 rows/s) through rows already loaded
+        page.evaluate("() => { document.querySelector('.tl-scroll').scrollTop = 20000 * 28; }")
+        page.wait_for_timeout(300)
+        wheel = page.evaluate(SCROLL_JS, {"pxPerFrame": 56, "frames": 300})
+        out["wheel_frame_ms"] = wheel["deltas"]
+        out["wheel_render_ms"] = wheel["renders"]
         page.evaluate("() => { document.querySelector('.tl-scroll').scrollTop = 0; }")
         page.wait_for_timeout(300)
         for i in range(runs * 3):
@@ -419,6 +426,10 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
         "scroll_render_ms_p95": round(pct(r, 95), 3),
         "scroll_render_ms_max": round(max(r), 3),
         "scroll_frames_with_placeholders": res["scroll_frames_with_placeholders"],
+        "wheel_frame_ms_p50": round(pct(res["wheel_frame_ms"], 50), 2),
+        "wheel_frame_ms_p95": round(pct(res["wheel_frame_ms"], 95), 2),
+        "wheel_frames_over_33ms": sum(1 for x in res["wheel_frame_ms"] if x > 33.4),
+        "wheel_render_ms_p95": round(pct(res["wheel_render_ms"], 95), 3),
         "jump_to_filled_ms": [round(x, 1) for x in res["jump_ms"]],
         "open_exchange_ms_median": round(statistics.median(res["open_exchange_ms"]), 1),
         "open_exchange_ms_max": round(max(res["open_exchange_ms"]), 1),
