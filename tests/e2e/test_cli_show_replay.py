@@ -82,7 +82,15 @@ def recorded(fake_provider: FakeProviderHandle, tmp_path_factory: pytest.TempPat
             )
             assert res.returncode == 0, res.stderr + res.stdout
             results[name] = json.loads(res.stdout.strip().splitlines()[-1])
-        live = _until(lambda: [c for c in api(port, "/api/calls")["calls"] if c["success"] is not None][-2:])
+        # Other programs on the host may make AI calls meanwhile: ask for our clients' only.
+        live = [
+            _until(
+                lambda pid=results[name]["pid"]: [
+                    c for c in api(port, f"/api/calls?pid={pid}")["calls"] if c["success"] is not None
+                ]
+            )[-1]
+            for name in ("plain", "stream")
+        ]
         health = api(port, "/api/health")
     finally:
         code = sensor.stop(signal.SIGTERM)

@@ -471,24 +471,33 @@ class KernelCapture:
             self._hand_off()
 
     def stop(self) -> None:
-        """Stop polling, detach every probe, and hand off what is still in the ring."""
+        """Stop polling and hand off what is in the ring. The uprobes stay attached until
+        close(): unregistering one costs the kernel ~110 ms here (3-4 s for a typical set),
+        and the events file must be final before that, not after."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
         # Drain before detaching: exchanges finished before the signal are in the ring.
         self.drain()
         with self.attach_lock:
-            for attached in self.attached.values():
-                for link in attached.links:
-                    self.bpf.lib.bpf_link__destroy(link)
-                attached.links.clear()
             for link in self.tracepoint_links + self.resolver_links:
                 self.bpf.lib.bpf_link__destroy(link)
             self.tracepoint_links.clear()
             self.resolver_links.clear()
+        time.sleep(0.05)  # calls in flight at the signal: their last bytes
         self.drain()
 
+    def detach_probes(self) -> None:
+        with self.attach_lock:
+            for attached in self.attached.values():
+                for link in attached.links:
+                    self.bpf.lib.bpf_link__destroy(link)
+                attached.links.clear()
+
     def close(self) -> None:
+        """Detach the uprobes (slow, see stop) and free the ring and the BPF object; what
+        the probes wrote after stop() is discarded."""
+        self.detach_probes()
         if self.ringbuf:
             self.bpf.lib.ring_buffer__free(self.ringbuf)
             self.ringbuf = None
