@@ -7,9 +7,19 @@ process that is an "AI agent": its files and its children's are recorded):
   - a new curl process making one chat call, `--curl-rate`/s (exec, connect, exit)
   - a shell child writing, reading and deleting a file, `--proc-rate`/s (process and file events)
 
-The sensor runs with four exporters at once: JSONL, the WebSocket stream (a client here
-reads it), a webhook (a receiver here counts it) and /metrics. Every 10 s the sensor's
-RSS and CPU are sampled from /proc (and the machine's load average, since it is shared).
+The sensor runs with five exporters at once: JSONL, the WebSocket stream (a client here
+reads it), a webhook (a receiver here counts it), /metrics and, as `record` does by
+default, the web dashboard. The dashboard's event store keeps the last `[ui] max_events`
+events (100,000 by default, ~75 events/s here: full after ~22 min); to see the sensor's
+steady state within the run, the soak keeps `--ui-max-events` (default 10,000, full after
+~2 min, inside the warm-up); `--ui-max-events 0` runs without the dashboard (`--no-ui`).
+Every 10 s the sensor's RSS and CPU are sampled from /proc (and the machine's load
+average, since it is shared).
+
+`--tracemalloc FILE`: the sensor runs with OISP_TRACEMALLOC=1 (diagnostics.py) and is sent
+SIGUSR2 at the end of the warm-up and every `--report-every-min`: FILE then says which
+source lines hold the memory that grew (the RSS figures of such a run are inflated by
+tracemalloc itself: use it to find growth, not to measure it).
 
 Checks at the end:
   - memory flat after warm-up: least-squares slope of RSS over the samples after
@@ -30,6 +40,7 @@ import argparse
 import asyncio
 import json
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -184,6 +195,18 @@ def slope_mb_per_hour(samples: list[tuple[float, int]]) -> float:
     return cov / var * 3600 / 1048576
 
 
+def every(samples: list[dict[str, Any]], period_s: float) -> list[float]:
+    """RSS (MB) at 0, period, 2 x period, ...: the first sample, then the one nearest each mark."""
+    if not samples:
+        return []
+    out = [samples[0]["rss_mb"]]
+    mark = period_s
+    while mark <= samples[-1]["t_s"] + period_s / 2:
+        out.append(min(samples, key=lambda s: abs(s["t_s"] - mark))["rss_mb"])
+        mark += period_s
+    return out
+
+
 def wait_for_ws_client(status: Path, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -206,6 +229,16 @@ def main() -> None:
     ap.add_argument("--proc-rate", type=float, default=1.0)
     ap.add_argument("--sample-s", type=float, default=10.0)
     ap.add_argument("--out", default="/tmp/oisp-soak.json")
+    ap.add_argument("--ui-max-events", type=int, default=10_000, help="dashboard store size; 0: no dashboard")
+    ap.add_argument("--tracemalloc", metavar="FILE", help="tracemalloc reports of the sensor to FILE")
+    ap.add_argument("--report-every-min", type=float, default=5.0)
+    ap.add_argument(
+        "--sensor-env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="environment of the sensor (repeatable)",
+    )
     ap.add_argument(
         "--uid",
         type=int,
@@ -242,13 +275,19 @@ url = "http://127.0.0.1:{hook.port}/hook"
 batch_size = 200
 flush_interval_ms = 500
 """
+        + (f"[ui]\nmax_events = {args.ui_max_events}\n" if args.ui_max_events > 0 else "")
     )
     samples: list[dict[str, Any]] = []
     with NetNs() as ns:
         fake = start_fake_provider(ns, tls, work)
         only = ["--uid", str(args.uid)] if args.uid >= 0 else []
+        ui = ["--web"] if args.ui_max_events > 0 else []  # --web wins over RunningSensor's --no-ui
+        env = {"OISP_TRACEMALLOC": "1", "OISP_TRACEMALLOC_OUT": args.tracemalloc} if args.tracemalloc else {}
+        env.update(item.split("=", 1) for item in args.sensor_env)
         sensor = RunningSensor(
-            work / "events.jsonl", ["--config", str(config), "--status-file", str(status), *only]
+            work / "events.jsonl",
+            ["--config", str(config), "--status-file", str(status), *only, *ui],
+            env=env,
         )
         sensor.start()
         assert sensor.proc is not None
@@ -257,9 +296,14 @@ flush_interval_ms = 500
         if not ws.connected.wait(10):
             raise SystemExit(f"cannot read the WebSocket stream: {ws.error}")
         wait_for_ws_client(status)
+        # A script file, not `python -c`: the driver's command line is in every event of it,
+        # and an agent's is short (`node /usr/bin/claude`), not a whole program.
+        driver_py = work / "soak_driver.py"
+        driver_py.write_text(DRIVER)
+        driver_py.chmod(0o644)
         as_user = ["setpriv", f"--reuid={args.uid}", f"--regid={args.uid}", "--clear-groups"]
         driver = fake.popen(
-            [*(as_user if args.uid >= 0 else []), str(REPO / ".venv/bin/python"), "-c", DRIVER, str(duration), str(args.plain_rate),
+            [*(as_user if args.uid >= 0 else []), str(REPO / ".venv/bin/python"), str(driver_py), str(duration), str(args.plain_rate),
              str(args.stream_rate), str(args.curl_rate), str(args.proc_rate), str(files), str(fake.ca_path)],
             stderr=(work / "driver.stderr").open("w"),
         )  # fmt: skip
@@ -267,6 +311,7 @@ flush_interval_ms = 500
         cpu0 = read_cpu_seconds(spid)
         last_cpu, last_t = cpu0, start
         print(f"soak: {args.minutes} min, work dir {work}", flush=True)
+        next_report = warmup
         while driver.poll() is None:
             time.sleep(max(0.0, start + (len(samples) + 1) * args.sample_s - time.monotonic()))
             now = time.monotonic()
@@ -282,6 +327,9 @@ flush_interval_ms = 500
             }
             last_cpu, last_t = cpu, now
             samples.append(sample)
+            if args.tracemalloc and now - start >= next_report:
+                sensor.proc.send_signal(signal.SIGUSR2)  # a tracemalloc report (diagnostics.py)
+                next_report += args.report_every_min * 60
             if len(samples) % 6 == 0:
                 print(json.dumps(sample), flush=True)
         out, _ = driver.communicate(timeout=120)
@@ -328,6 +376,9 @@ flush_interval_ms = 500
         "rss_mb_after_warmup_mean": round(mean_post, 1),
         "rss_mb_max": max((s["rss_mb"] for s in samples), default=None),
         "rss_mb_last": samples[-1]["rss_mb"] if samples else None,
+        "rss_mb_every_5_min": every(samples, 300),
+        "dashboard_max_events": args.ui_max_events,
+        "sensor_env": args.sensor_env,
         "rss_slope_mb_per_hour_after_warmup": round(slope, 2),
         "rss_growth_mb_after_warmup": round(growth, 2),
         "loadavg_1m_mean": round(sum(s["loadavg_1m"] for s in samples) / max(1, len(samples)), 2),

@@ -221,7 +221,12 @@ class Pipeline:
         if (
             self.filter.active
             and not isinstance(record, (ConnCloseRecord, FirstSendRecord))
-            and not self.filter.allows(record.pid, getattr(record, "comm", ""), getattr(record, "uid", -1))
+            and not self.filter.allows(
+                record.pid,
+                getattr(record, "comm", ""),
+                getattr(record, "uid", -1),
+                exited=isinstance(record, ProcessExitRecord),
+            )
         ):
             return
         ts = record.ts_ns

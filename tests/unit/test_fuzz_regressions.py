@@ -181,3 +181,53 @@ def test_h2_stream_aborted_while_its_last_data_frame_arrives_is_done_once() -> N
     assert [d.exchange_id for d in done] == [1]
     assert "h2-frame-error" in done[0].request.problems or tracker.counters.http2_frame_errors == 1
     targets.wire(encode_script(records_for(steps)))
+
+
+# ---- HTTP/1.1 heads -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "filler"),
+    [
+        (b"GET / HTTP/1.1\r\nX-Long: ", b"a" * 65536),  # one endless header line
+        (b"GET / HTTP/1.1\r\n", b"X-A: b\r\n" * 8192),  # endless headers
+        (b"GET /", b"a" * 65536),  # endless request target
+    ],
+    ids=["header-line", "header-count", "request-line"],
+)
+def test_endless_request_head_is_dropped_with_bounded_memory(start: bytes, filler: bytes) -> None:
+    """Was: every byte of a head that never ends was kept by llhttp's callbacks (20 MiB in,
+    20 to 134 MiB kept, and re-copied per record: quadratic time)."""
+    steps = [Step(W, start), *[Step(W, filler)] * 160, Step(W, http_request(b"GET", b"/after"))]
+    result: list[object] = []
+    peak = _peak(lambda: result.append(run(steps)))
+    outputs, tracker = result[0]  # type: ignore[misc]
+    assert tracker.counters.parse_errors == 1
+    assert peak < 8 * _MIB, f"peak {peak / _MIB:.0f} MiB"
+    # the stream resynchronises on the next request line
+    assert [d.request.target for d in of_type(outputs, ExchangeDone)] == ["/after"]
+
+
+def test_endless_status_line_is_dropped_with_bounded_memory() -> None:
+    steps = [Step(W, http_request()), Step(R, b"HTTP/1.1 200 "), *[Step(R, b"a" * 65536)] * 160]
+    result: list[object] = []
+    peak = _peak(lambda: result.append(run(steps)))
+    outputs, tracker = result[0]  # type: ignore[misc]
+    assert tracker.counters.parse_errors == 1
+    assert peak < 8 * _MIB, f"peak {peak / _MIB:.0f} MiB"
+    (done,) = of_type(outputs, ExchangeDone)
+    assert done.response is None
+
+
+def test_large_but_plausible_head_still_parses() -> None:
+    """The limit is far above real heads: 100 KiB of cookies goes through."""
+    cookie = b"c=" + b"x" * 100_000
+    steps = [
+        Step(W, http_request(headers=[(b"Host", b"h"), (b"Cookie", cookie)])),
+        Step(R, http_response(200)),
+    ]
+    pieces = {0: [steps[0].data[i : i + 4096] for i in range(0, len(steps[0].data), 4096)]}
+    outputs, tracker = run(steps, pieces)
+    (done,) = of_type(outputs, ExchangeDone)
+    assert done.response is not None and done.response.status == 200
+    assert tracker.counters.parse_errors == 0

@@ -73,6 +73,10 @@ _RESPONSE_PREFIX = b"HTTP/1."
 
 _BODYLESS_METHODS = frozenset({"HEAD", "CONNECT"})
 _MAX_HEAD_BYTES = 64 * 1024  # a bodyless response head held while waiting for its end
+# A message head (start line and headers) longer than this is not HTTP anyone serves
+# (servers refuse 8 to 64 KiB): past it the message is dropped as a parse error, since
+# llhttp's callbacks would keep every byte (and re-copy it) until the head ends.
+_MAX_HEAD_TOTAL = 256 * 1024
 _NO_EVENTS: list[SseEvent] = []  # shared, never mutated: "no SSE events from this chunk"
 
 Chunks = list[tuple[int, bytes]]
@@ -342,6 +346,7 @@ class _MessageParser:
     __slots__ = (
         "_begins",
         "_body",
+        "_head_fed",
         "_in_msg",
         "_last_ts",
         "_max_body",
@@ -470,6 +475,7 @@ class _MessageParser:
 
     def on_message_begin(self) -> None:
         self._in_msg = True
+        self._head_fed = 0
         self._begins += 1
         self._start_ts = self._ts
         self._raw_names = []
@@ -518,6 +524,12 @@ class _MessageParser:
             return self._on_parse_error(data, ts_ns, bad_start=False)
         except HttpParserError as exc:
             return self._on_parse_error(data, ts_ns, bad_start=self._bad_start(exc))
+        if self._in_msg and self._msg is None:  # the head goes on past this chunk
+            self._head_fed += len(data)
+            if self._head_fed > _MAX_HEAD_TOTAL:
+                self._count_parse_error()
+                self._lost_start()
+                self.start_resync()
         return None
 
     def _feed_manual(self, data: bytes, ts_ns: int) -> Chunks | None:
@@ -627,6 +639,7 @@ class _MessageParser:
 
     def _reset_message(self) -> None:
         self._in_msg = False
+        self._head_fed = 0  # bytes of the current message head fed so far (approximately)
         self._msg: HttpRequest | HttpResponse | None = None
         self._body: BodyCollector | None = None
         self._remaining = 0  # Content-Length bytes still due, counted by hand after a gap
@@ -739,6 +752,7 @@ class RequestParser(_MessageParser):
     def on_message_begin(self) -> None:
         # (the shared part is repeated, not called through super(): this runs per message)
         self._in_msg = True
+        self._head_fed = 0
         self._begins += 1
         self._start_ts = self._ts
         self._raw_names = []
@@ -830,6 +844,7 @@ class ResponseParser(_MessageParser):
 
     def on_message_begin(self) -> None:
         self._in_msg = True
+        self._head_fed = 0
         self._begins += 1
         self._start_ts = self._ts
         self._raw_names = []

@@ -10,6 +10,9 @@ import fnmatch
 import re
 from collections.abc import Iterable
 
+_MAX_PIDS = 65536
+_MAX_COMMS = 4096  # distinct process names (comm is at most 15 bytes)
+
 
 class ProcessFilter:
     def __init__(
@@ -27,33 +30,44 @@ class ProcessFilter:
             re.compile("|".join(fnmatch.translate(g) for g in exclude_list)) if exclude_list else None
         )
         self.active = bool(self.pids or self.uids or self._comm or self._exclude)
-        self._cache: dict[tuple[int, str, int], bool] = {}
-        # Records without a uid (exit, fork, file close) take the one last seen for the pid.
+        # Verdicts of the name globs by comm: the only costly part, and comms repeat (pids
+        # do not: a cache keyed by pid grows with every short-lived process).
+        self._comm_ok: dict[str, bool] = {}
+        # Records without a uid (exit, fork, file close) take the one last seen for the pid;
+        # a pid is forgotten at its exit.
         self._uid_of: dict[int, int] = {}
         self.dropped = 0
 
-    def allows(self, pid: int, comm: str, uid: int = -1) -> bool:
+    def allows(self, pid: int, comm: str, uid: int = -1, exited: bool = False) -> bool:
+        """Whether a record of this process is kept (`exited`: its exit record, the last)."""
         if not self.active:
             return True
         if self.uids:
             if uid < 0:
-                uid = self._uid_of.get(pid, -1)
+                uid = self._uid_of.pop(pid, -1) if exited else self._uid_of.get(pid, -1)
+            elif exited:
+                self._uid_of.pop(pid, None)
             elif self._uid_of.get(pid) != uid:
-                if len(self._uid_of) > 65536:
+                if len(self._uid_of) >= _MAX_PIDS:  # exits lost with their records
                     self._uid_of.clear()
                 self._uid_of[pid] = uid
-        key = (pid, comm, uid)
-        verdict = self._cache.get(key)
-        if verdict is None:
-            verdict = (
-                (not self.pids or pid in self.pids)
-                and (not self.uids or uid in self.uids)
-                and (self._comm is None or bool(self._comm.match(comm)))
-                and (self._exclude is None or not self._exclude.match(comm))
-            )
-            if len(self._cache) > 65536:
-                self._cache.clear()
-            self._cache[key] = verdict
+        verdict = (not self.pids or pid in self.pids) and (not self.uids or uid in self.uids)
+        if verdict and (self._comm is not None or self._exclude is not None):
+            verdict = self._comm_allowed(comm)
         if not verdict:
             self.dropped += 1
         return verdict
+
+    def _comm_allowed(self, comm: str) -> bool:
+        allowed = self._comm_ok.get(comm)
+        if allowed is None:
+            allowed = (self._comm is None or bool(self._comm.match(comm))) and (
+                self._exclude is None or not self._exclude.match(comm)
+            )
+            if len(self._comm_ok) >= _MAX_COMMS:
+                self._comm_ok.clear()
+            self._comm_ok[comm] = allowed
+        return allowed
+
+    def tracked_pids(self) -> int:
+        return len(self._uid_of)

@@ -527,6 +527,9 @@ class _Alt:
 class _AnchorGroup:
     regex: re.Pattern[str]
     alts: dict[int, _Alt] = field(default_factory=dict)  # alternative number -> alternative
+    # Every match starts with this character: `anchor in text` (a memchr) rules the
+    # regex out for most texts at a tenth of the cost of its scan.
+    anchor: str = ""
 
 
 _GROUP_NAME_RE = re.compile(r"\(\?P([<=])(\w+)([>)])")
@@ -606,7 +609,7 @@ def compile_anchor_groups(rules: Sequence[PrefixRule], lower: bool) -> list[_Anc
                 f"(?<=[{before}]{re.escape(anchor)})(?:" + "|".join(checks) + ")(?:" + "|".join(behind) + ")"
             )
         regex = re.compile(re.escape(anchor) + "(?:" + "|".join(branches) + ")")
-        groups.append(_AnchorGroup(regex, numbered))
+        groups.append(_AnchorGroup(regex, numbered, anchor))
     return groups
 
 
@@ -837,15 +840,19 @@ class Scanner:
                     span = m.span("secret") if "secret" in literal.regex.groupindex else m.span()
                     hits.append((span[0], span[1], literal.kind))
         for group in self._groups:
-            if group.regex.search(text) is not None:  # the usual case is no match at all
-                self._anchor_hits(group, text, text, hits)
+            if group.anchor in text:
+                first = group.regex.search(text)
+                if first is not None:  # the usual case is no match at all
+                    self._anchor_hits(group, text, text, hits, first.start())
         if self._lower_groups:
             low = text.lower()
             if len(low) != len(text):  # a character whose lower case is longer (rare)
                 low = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
             for group in self._lower_groups:
-                if group.regex.search(low) is not None:
-                    self._anchor_hits(group, low, text, hits)
+                if group.anchor in low:
+                    first = group.regex.search(low)
+                    if first is not None:
+                        self._anchor_hits(group, low, text, hits, first.start())
         if (self._email or self._url_password) and "@" in text:
             hits.extend(_at_hits(text, self._email, self._url_password))
         if self._numbers:
@@ -860,10 +867,11 @@ class Scanner:
         return hits
 
     @staticmethod
-    def _anchor_hits(group: _AnchorGroup, scan: str, original: str, hits: list[Hit]) -> None:
-        """Hits of one anchor regex run on `scan` (the text, or its lower-cased copy)."""
+    def _anchor_hits(group: _AnchorGroup, scan: str, original: str, hits: list[Hit], start: int = 0) -> None:
+        """Hits of one anchor regex run on `scan` (the text, or its lower-cased copy), from
+        `start` on (where a search found the first; lookbehinds still see what precedes)."""
         alts = group.alts
-        for m in group.regex.finditer(scan):
+        for m in group.regex.finditer(scan, start):
             alt = alts[int(m.lastgroup.rpartition("__")[2])]  # type: ignore[union-attr]
             rule = alt.rule
             quoted = False

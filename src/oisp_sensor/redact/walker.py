@@ -503,9 +503,16 @@ class _Pass:
 
     def dict_(self, obj: dict[str, Any], parent: str) -> dict[str, Any]:
         changes: dict[str, Any] | None = None
-        minimal = self.mode == "minimal"
-        full = self.mode == "full"
+        mode = self.mode
+        minimal = mode == "minimal"
+        full = mode == "full"
         key_class = _KEY_CLASS
+        # The usual cases are answered here without a call: strings the scanner has seen
+        # clean (its cache), and plain objects and lists (walked directly).
+        meta = self.meta
+        meta_cache = meta.cache
+        meta_min = meta.min_length
+        content = self.content
         for key, value in obj.items():
             kind = type(value)
             if kind is not str and kind is not dict and kind is not list:
@@ -515,16 +522,39 @@ class _Pass:
                 cls = _classify(key)
             if cls == _SKIP:
                 continue
-            if cls == _CONTENT and minimal:
-                new: Any = _REMOVED
-            elif full and cls == _OTHER and (kind is str or key in _CONTENT_CONTAINERS):
-                continue  # full: plain strings are kept; messages/choices hold only content
-            elif kind is str and cls in (_OTHER, _CONTENT) and self._known_clean(value, cls):
-                continue  # the usual case, answered from the scanner's cache without a call chain
+            if cls == _OTHER:
+                if kind is str:
+                    if full:
+                        continue  # full: plain strings are kept
+                    if len(value) < meta_min:
+                        continue
+                    cached = meta_cache.get(value)
+                    if cached is not None and cached[0] is None:
+                        continue
+                    new: Any = self.text(value, meta)
+                elif full and key in _CONTENT_CONTAINERS:
+                    continue  # full: messages/choices hold only content
+                elif kind is dict:
+                    new = self.dict_(value, key)
+                else:
+                    new = self.list_(value, key, parent)
+            elif cls == _CONTENT:
+                if minimal:
+                    new = _REMOVED
+                elif kind is str:
+                    self.had_content = True
+                    if content is None or len(value) < content.min_length:
+                        continue
+                    cached = content.cache.get(value)
+                    if cached is not None and cached[0] is None:
+                        continue
+                    new = self.content_text(value)
+                else:
+                    new = self.content_tree(value)
             else:
                 new = self.value(value, key, parent)
-                if new is value:
-                    continue
+            if new is value:
+                continue
             if changes is None:
                 changes = {}
             changes[key] = new
@@ -554,10 +584,14 @@ class _Pass:
 
     def list_(self, items: list[Any], key: str, parent: str) -> list[Any]:
         out: list[Any] | None = None
+        # Lists of objects under a key of no special kind (messages, choices): walked
+        # directly, without a call to `value` per item.
+        cls = _KEY_CLASS.get(key)
+        plain = (cls if cls is not None else _classify(key)) == _OTHER
         for i, item in enumerate(items):
             if item is None:
                 continue
-            new = self.value(item, key, parent)
+            new = self.dict_(item, key) if plain and type(item) is dict else self.value(item, key, parent)
             if new is not item:
                 if out is None:
                     out = list(items)
