@@ -1,6 +1,7 @@
 # oisp-sensor: set-up, build and test. Works on a fresh Debian 12 machine as root.
 #   make record   install everything, build the BPF object, run `oisp-sensor record`
 #   make test     install everything, then run the whole test suite (needs root)
+#   make image-test  build the container image (deploy/build-image.sh) and run it for real
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +14,7 @@ NODE_CLIENTS := tests/clients/node
 RECORD_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all setup deps venv bpf node-deps record test lint unit e2e bench clean
+.PHONY: all setup deps venv bpf node-deps record test image-test lint unit e2e bench clean
 
 all: setup
 
@@ -60,7 +61,15 @@ lint: venv
 	$(BIN)/ruff format --check src tests bench
 
 test: setup node-deps lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not image" $(PYTEST_ARGS)
+
+# slow (the image build takes minutes), so not part of `make test`; needs podman
+IMAGE_PACKAGES := podman runc mmdebstrap
+
+image-test: setup
+	@missing=""; for p in $(IMAGE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	$(BIN)/pytest -m image tests/e2e/test_container_image.py $(PYTEST_ARGS)
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
