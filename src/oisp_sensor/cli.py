@@ -477,7 +477,9 @@ def _load(args: argparse.Namespace) -> SensorConfig:
 def cmd_record(args: argparse.Namespace) -> int:
     _setup_logging(args)
     from .diagnostics import install_from_env
+    from .heap import tune_from_env
 
+    tune_from_env()  # few malloc arenas, free pages trimmed: flat RSS over weeks (heap.py)
     install_from_env()  # OISP_TRACEMALLOC=1: memory growth reports (diagnostics.py)
     config = _load(args)
     if getattr(args, "daemon", False):  # `daemon start`: service defaults (service.py)

@@ -34,12 +34,13 @@ OUT_ENV = "OISP_TRACEMALLOC_OUT"
 FRAMES_ENV = "OISP_TRACEMALLOC_FRAMES"
 TOP = 30
 
-# Allocations of tracemalloc itself and of the import machinery are noise here.
+# Allocations of tracemalloc itself, of these reports and of imports are noise here.
 _FILTERS = (
     tracemalloc.Filter(False, tracemalloc.__file__),
     tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
     tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
     tracemalloc.Filter(False, "<unknown>"),
+    tracemalloc.Filter(False, linecache.__file__),  # the source lines these reports quote
 )
 
 

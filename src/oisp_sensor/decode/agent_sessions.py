@@ -124,7 +124,7 @@ class _Step:
 
 
 def _add(items: list[str], value: object) -> None:
-    if isinstance(value, str) and value and value not in items and len(items) < _MAX_LISTED:
+    if len(items) < _MAX_LISTED and isinstance(value, str) and value and value not in items:
         items.append(value)
 
 

@@ -40,6 +40,8 @@ class ProcessInfo:
     # The context dict, built once: every event of the process shares it (never modify
     # it; redaction caches its result per object).
     _context: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # The actor dict, likewise shared: (uid of the event it was made for, actor).
+    _actor: tuple[int, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def process_context(self) -> dict[str, Any]:
         if self._context is not None:
@@ -272,6 +274,13 @@ class ProcessCache:
         return name
 
     def actor_context(self, info: ProcessInfo, uid: int) -> dict[str, Any]:
+        """The `actor` of an event of this process (shared between its events: never modify).
+
+        The event's own uid only counts when /proc did not give the process's."""
+        cached = info._actor
+        if cached is not None and (info.uid >= 0 or cached[0] == uid):
+            return cached[1]
+        event_uid = uid
         uid = info.uid if info.uid >= 0 else uid
         actor: dict[str, Any] = {"uid": uid, "username": self.username(uid), "gid": info.gid}
         if info.session_id >= 0:
@@ -279,4 +288,5 @@ class ProcessCache:
         if info.login_uid >= 0:
             actor["login_uid"] = info.login_uid
             actor["login_username"] = self.username(info.login_uid)
+        info._actor = (event_uid, actor)
         return actor

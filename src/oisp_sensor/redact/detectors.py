@@ -168,6 +168,10 @@ def _basic_credentials(token: str) -> bool:
     return text.isprintable() and text.find(":") > 0
 
 
+# What one Scanner.cache entry costs besides its characters (str header, value tuple, dict
+# slot), counted against the cache's limit.
+_ENTRY_COST = 160
+
 _PLACEHOLDERS = frozenset(
     {
         "none",
@@ -823,8 +827,11 @@ class Scanner:
             self.min_length = 1
         # Results by input string. Events repeat strings constantly: the same command
         # line, endpoint and system prompt on every call, and the whole conversation
-        # history on every turn of a chat. Bounded by the characters it holds; cleared
-        # when full (cheaper than LRU bookkeeping on the hot path).
+        # history on every turn of a chat. Bounded by the characters it holds, each entry
+        # also counted for its ~160 bytes of overhead (a stream of short unique strings,
+        # ids and one-line prompts, would otherwise fill it with ~200,000 entries over
+        # hours: ~40 MB per scanner); cleared when full (cheaper than LRU bookkeeping on
+        # the hot path).
         self.cache: dict[str, tuple[str | None, tuple[str, ...]]] = {}  # text -> (new or None, kinds)
         self.cache_chars = 0
         self.cache_limit = cache_chars
@@ -905,12 +912,13 @@ class Scanner:
         else:
             new, kinds = text, []
         if self.cache_limit:
-            if self.cache_chars + len(text) > self.cache_limit:
+            cost = len(text) + _ENTRY_COST
+            if self.cache_chars + cost > self.cache_limit:
                 self.cache.clear()
                 self.cache_chars = 0
             if len(text) <= self.cache_limit // 4:
                 self.cache[text] = (None if new is text else new, tuple(kinds))
-                self.cache_chars += len(text)
+                self.cache_chars += cost
         return new, kinds
 
     def replace(self, text: str, hits: list[Hit]) -> tuple[str, list[str]]:

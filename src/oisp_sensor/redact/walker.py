@@ -184,6 +184,7 @@ _ARGV_CACHE_MAX = 4096
 _STREAM_HOLD = 256  # characters of a streamed answer held back until more arrives
 _STREAM_MAX_HELD = 65536  # a hit longer than this is released (redacted) in pieces
 _STREAMS_MAX = 4096  # streams with held text (the oldest is dropped beyond)
+_CLEAN_URLS_MAX = 4096  # URLs remembered clean, per mode
 
 
 def sha256(text: str) -> str:
@@ -232,6 +233,7 @@ class _Pass:
 
     __slots__ = (
         "argv_cache",
+        "clean_urls",
         "content",
         "content_changed",
         "count",
@@ -257,6 +259,7 @@ class _Pass:
         self.meta = meta
         self.paths = paths
         self.argv_cache = argv_cache
+        self.clean_urls: set[str] = set()  # URLs url() left unchanged with this `meta`
         self.count = 0
         self.removed = 0
         self.kinds: list[str] = []
@@ -276,6 +279,8 @@ class _Pass:
 
     def url(self, value: str) -> str:
         """A URL or URL path: password, credential query parameters, then detectors."""
+        if value in self.clean_urls:
+            return value  # endpoints and paths repeat on every call
         original = value
         kinds: list[str] = []
         if "?" in value:
@@ -305,6 +310,11 @@ class _Pass:
             self.count += len(kinds)
             self.kinds.extend(kinds)
             self.originals.append(original)
+        elif new is original:
+            clean = self.clean_urls
+            if len(clean) >= _CLEAN_URLS_MAX:
+                clean.clear()
+            clean.add(original)
         return new
 
     def argv(self, args: list[Any]) -> list[Any]:
@@ -551,6 +561,12 @@ class _Pass:
                     new = self.content_text(value)
                 else:
                     new = self.content_tree(value)
+            elif (
+                kind is str
+                and value in self.clean_urls
+                and (cls == _URL or (cls == _PATH and parent in _URL_PATH_PARENTS))
+            ):
+                continue  # a URL seen clean before (endpoints, paths)
             else:
                 new = self.value(value, key, parent)
             if new is value:
@@ -678,6 +694,7 @@ class Redactor:
         )
         self._credentials = Scanner(CREDENTIAL_DETECTORS, prefixes)
         self._argv_cache: dict[tuple[int, tuple[str, ...]], tuple[list[str], list[str]]] = {}
+        self._clean_urls: dict[str, set[str]] = {m: set() for m in MODES}
         # (id(context), mode) -> (context, redacted, count, kinds, originals); the context
         # is kept referenced so its id cannot be reused while cached.
         self._process_cache: dict[tuple[int, str], tuple[Any, Any, int, list[str], list[str]]] = {}
@@ -736,6 +753,7 @@ class Redactor:
         else:
             raise ValueError(f"unknown redaction mode {mode!r}")
         walk.paths = self.redact_paths and mode != "full"
+        walk.clean_urls = self._clean_urls[mode]
         out = dict(event)
         process = event.get("process")
         if isinstance(process, dict):

@@ -19,6 +19,7 @@ _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 # Each random byte as one Crockford digit (its low 5 bits): 16 random bytes are the 80
 # random bits of a ULID's text in two C calls.
 _RANDOM_DIGITS = bytes(ord(_CROCKFORD[b & 31]) for b in range(256))
+_RANDOM_BATCH = 256  # random parts made at once
 
 
 def ulid_text(value: int) -> str:
@@ -40,6 +41,7 @@ class Clock:
         self._second = -1
         self._second_text = ""
         self._millis: tuple[int, str] = (-1, "")  # one attribute: swapped atomically
+        self._random_parts: list[str] = []  # random parts made ahead, taken with pop()
 
     def wall_ns(self, mono_ns: int) -> int:
         return mono_ns + self.offset_ns
@@ -57,7 +59,8 @@ class Clock:
 
         The 80 random bits come from a PRNG seeded once from the OS: ids need to be
         unique, not secret, and a getrandom() call per event costs more than the rest.
-        The time part (10 digits) is formatted once per millisecond.
+        The time part (10 digits) is formatted once per millisecond, the random parts
+        (16 digits) a batch at a time.
         """
         millis = ((mono_ns + self.offset_ns) // 1_000_000) & 0xFFFFFFFFFFFF
         cached = self._millis
@@ -71,7 +74,15 @@ class Clock:
                 + pairs[millis & 1023]
             )
             cached = self._millis = (millis, text)
-        return cached[1] + self._random.randbytes(16).translate(_RANDOM_DIGITS).decode()
+        parts = self._random_parts
+        try:
+            return cached[1] + parts.pop()  # list.pop is atomic: no two ids share a part
+        except IndexError:
+            pass
+        digits = self._random.randbytes(16 * _RANDOM_BATCH).translate(_RANDOM_DIGITS).decode()
+        parts = [digits[i : i + 16] for i in range(16, len(digits), 16)]
+        self._random_parts = parts
+        return cached[1] + digits[:16]
 
 
 def envelope(
@@ -98,13 +109,28 @@ def envelope(
         out["app"] = app
     if web:
         out["web"] = web
-    out["source"] = {
-        "collector": "oisp-sensor",
-        "collector_version": __version__,
-        "capture_method": event.capture_method,
-        "capture_point": event.capture_point,
-    }
+    source = _SOURCES.get((event.capture_method, event.capture_point))
+    if source is None:
+        source = _source(event.capture_method, event.capture_point)
+    out["source"] = source
     conf = event.confidence
     out["confidence"] = {"level": conf.level, "completeness": conf.completeness, "reasons": conf.reasons}
     out["data"] = event.data
     return out
+
+
+# The `source` object of each (capture method, capture point): a handful, shared by the
+# events that have it (an event is never modified once it has its envelope).
+_SOURCES: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def _source(method: str, point: str) -> dict[str, str]:
+    source = {
+        "collector": "oisp-sensor",
+        "collector_version": __version__,
+        "capture_method": method,
+        "capture_point": point,
+    }
+    if len(_SOURCES) < 64:
+        _SOURCES[(method, point)] = source
+    return source

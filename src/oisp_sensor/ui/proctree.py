@@ -2,12 +2,14 @@
 
 Built from process.exec/fork/exit events and from the process context every event carries
 (a process that was running before the sensor started is known from its first event).
-Bounded: beyond `max_processes`, exited processes are forgotten first, oldest first.
+Bounded: only the `max_exited` most recent exits are kept (a host running thousands of
+short commands would otherwise fill the table with the dead, each with its file and
+network history); beyond `max_processes`, exited processes are forgotten first, oldest first.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 
 _RECENT = 200  # file and network entries kept per process
@@ -102,9 +104,12 @@ class ProcInfo:
 class ProcessTable:
     """Not thread-safe: the EventStore holds its lock."""
 
-    def __init__(self, max_processes: int = 10_000) -> None:
+    def __init__(self, max_processes: int = 10_000, max_exited: int = 2_000) -> None:
         self.max_processes = max_processes
+        self.max_exited = max_exited
         self.procs: dict[int, ProcInfo] = {}
+        self._exited: OrderedDict[int, ProcInfo] = OrderedDict()  # oldest exit first
+        self.forgotten = 0  # exited processes let go of
 
     def get(self, pid: int) -> ProcInfo | None:
         return self.procs.get(pid)
@@ -153,6 +158,7 @@ class ProcessTable:
             info.exited = True
             code = data.get("exit_code")
             info.exit_code = code if isinstance(code, int) else None
+            self._note_exit(info)
         elif etype.startswith("file."):
             size = data.get("size")
             if size is None and etype == "file.close":
@@ -185,12 +191,24 @@ class ProcessTable:
             )
         return info
 
+    def _note_exit(self, info: ProcInfo) -> None:
+        exited = self._exited
+        exited[info.pid] = info
+        exited.move_to_end(info.pid)
+        while len(exited) > self.max_exited:
+            pid, old = exited.popitem(last=False)
+            if self.procs.get(pid) is old:  # not a new process with a reused pid
+                del self.procs[pid]
+                self.forgotten += 1
+
     def _evict(self) -> None:
         # Exited processes first, least recently active first; a tenth at a time.
         n = max(1, self.max_processes // 10)
         ordered = sorted(self.procs.values(), key=lambda p: (not p.exited, p.last_seq))
         for info in ordered[:n]:
             del self.procs[info.pid]
+            if self._exited.get(info.pid) is info:
+                del self._exited[info.pid]
 
     def as_dict(self) -> dict[str, Any]:
         procs = self.procs

@@ -204,6 +204,19 @@ class Sessions:
                 return True
         return False
 
+    def drop_steps_before(self, seq: int) -> int:
+        """Let go of steps the store no longer keeps (it calls this when it trims): a long
+        agent run would otherwise hold up to MAX_STEPS evicted events per session alive.
+        Steps are attached in seq order. Returns how many were dropped."""
+        dropped = 0
+        for session in self.by_id.values():
+            steps = session.steps
+            if steps and steps[0].seq < seq:
+                keep = next((i for i, ev in enumerate(steps) if ev.seq >= seq), len(steps))
+                del steps[:keep]
+                dropped += keep
+        return dropped
+
     def _close(self, session: Session) -> None:
         for pid in list(session.pids):
             if self.open_by_pid.get(pid) is session:

@@ -24,6 +24,7 @@ import contextlib
 import threading
 import time
 from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -194,6 +195,11 @@ def _num(value: object) -> int | float | None:
 
 
 _second_cache: dict[str, float] = {}
+# Live, one entry a second: a larger table would only grow for a day before its first clear.
+_MAX_SECONDS = 4096
+# Display names kept per kind (pids, models, apps, providers seen in calls): pids never
+# repeat on a busy host, and model names come from request bodies.
+_MAX_NAMES = 4096
 
 
 def parse_timestamp(text: object) -> float | None:
@@ -217,7 +223,7 @@ def parse_timestamp(text: object) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     if text.endswith("Z"):
-        if len(_second_cache) > 100_000:
+        if len(_second_cache) >= _MAX_SECONDS:
             _second_cache.clear()
         _second_cache[head] = parsed.replace(microsecond=0).timestamp()
     return parsed.timestamp()
@@ -254,7 +260,9 @@ class EventStore:
         self._procs = ProcessTable(max_processes)
         self._sessions = Sessions(self._procs.parent_of)
         self._latest_ts = 0.0
-        self._names: dict[str, dict[Any, str]] = {"provider": {}, "model": {}, "app": {}, "process": {}}
+        self._names: dict[str, OrderedDict[Any, str]] = {
+            k: OrderedDict() for k in ("provider", "model", "app", "process")
+        }
         self.counts: dict[str, int] = {"events": 0, "rejected": 0, "evicted": 0}
         self.by_type: dict[str, int] = {}
         self._health_source: HealthSource | None = None
@@ -424,13 +432,13 @@ class EventStore:
         env = ev.env
         app = env.get("app")
         if ex.app and isinstance(app, dict) and isinstance(app.get("name"), str):
-            names["app"][ex.app] = app["name"]
+            _remember(names["app"], ex.app, app["name"])
         proc = env.get("process")
         if isinstance(proc, dict) and isinstance(proc.get("name"), str):
-            names["process"][ex.pid] = proc["name"]
+            _remember(names["process"], ex.pid, proc["name"])
         provider = data.get("provider")
         if ex.provider and isinstance(provider, dict) and isinstance(provider.get("name"), str):
-            names["provider"][ex.provider] = provider["name"]
+            _remember(names["provider"], ex.provider, provider["name"])
 
     def _count_response(self, ex: Exchange, data: dict[str, Any], info: Any) -> None:
         cell = ex.cell
@@ -492,6 +500,7 @@ class EventStore:
         while k < len(updates) and updates[k][0] < first_seq:
             k += 1
         del updates[:k]
+        self._sessions.drop_steps_before(first_seq)
 
     # ---- hooks --------------------------------------------------------------------------
 
@@ -730,6 +739,14 @@ class EventStore:
             "capture": capture,
             "sensor": sensor,
         }
+
+
+def _remember(table: OrderedDict[Any, str], key: Any, name: str) -> None:
+    """Keeps the most recently used names (a ranking row without a name shows its key)."""
+    table[key] = name
+    table.move_to_end(key)
+    if len(table) > _MAX_NAMES:
+        table.popitem(last=False)
 
 
 def _seq_of(item: Ev | Exchange) -> int:
