@@ -87,6 +87,7 @@ class CaptureConfig(Section):
         for spec in value:
             netns_inode(spec)  # ValueError: a one-line config error naming the key
         return value
+
     # File events: "ai" = processes that made AI calls and the processes they start
     # afterwards (an agent and its tools); "all" = every process (much more output).
     file_scope: Literal["ai", "all"] = "ai"
