@@ -380,6 +380,10 @@ flush_interval_ms = 500
         "dashboard_max_events": args.ui_max_events,
         "sensor_env": args.sensor_env,
         "rss_slope_mb_per_hour_after_warmup": round(slope, 2),
+        # Bounded caches that fill slowly show as a slope that falls off: the last third alone.
+        "rss_slope_mb_per_hour_last_third": round(
+            slope_mb_per_hour([(t, r) for t, r in post if t >= duration * 2 / 3]), 2
+        ),
         "rss_growth_mb_after_warmup": round(growth, 2),
         "loadavg_1m_mean": round(sum(s["loadavg_1m"] for s in samples) / max(1, len(samples)), 2),
         "shutdown_summary": sensor.stderr.strip().splitlines()[-1] if sensor.stderr.strip() else "",

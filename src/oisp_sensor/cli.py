@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="capture while running a command: oisp-sensor run [options] -- CMD ARGS..."
     )
     _add_record_options(run)
+    run.add_argument(
+        "--whole-host",
+        action="store_true",
+        help="record every process on the host, not only the command and what it starts",
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
 
     sub.add_parser("check", help="can this machine capture? (exit 0 if ready)")
@@ -240,6 +245,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             capture[flag] = False
     if getattr(args, "all_files", False):
         capture["file_scope"] = "all"
+    if getattr(args, "cmd", None) is not None and not args.whole_host:
+        capture["descendants_of"] = os.getpid()  # `run`: the command and what it starts
     if capture:
         over["capture"] = capture
     for key in ("max_memory_mb", "max_cpu_percent", "max_events_per_second"):

@@ -75,6 +75,9 @@ class CaptureConfig(Section):
     comm: list[str] = Field(default_factory=list)
     uids: list[int] = Field(default_factory=list)
     exclude_comm: list[str] = Field(default_factory=list)
+    # Only this process's descendants (set by `oisp-sensor run` to itself, so that only
+    # the command it runs and what that starts are recorded; 0: no such restriction).
+    descendants_of: int = 0
     # Only processes in these network namespaces: "self" (the sensor's own), an inode
     # number or a path (/run/netns/NAME, /proc/PID/ns/net). Empty: every namespace.
     netns: list[str] = Field(default_factory=list)

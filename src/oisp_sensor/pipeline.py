@@ -139,7 +139,7 @@ class Pipeline:
         self.redactor = Redactor.from_config(config.redaction, providers=registry)
         self._registry = registry
         self._set_modes(config)
-        self.filter = ProcessFilter(cap.pids, cap.comm, cap.uids, cap.exclude_comm)
+        self.filter = ProcessFilter(cap.pids, cap.comm, cap.uids, cap.exclude_comm, cap.descendants_of)
         self.netns = NetnsFilter(cap.netns)  # only these network namespaces' processes
         self.idle_ns = int(config.capture.idle_timeout_s * 1e9)
         self.counts: dict[str, int] = {"records": 0, "malformed_records": 0, "events": 0, "errors": 0}
@@ -218,6 +218,8 @@ class Pipeline:
             and not self._netns_allows(record)
         ):
             return
+        if self.filter.tree is not None and isinstance(record, (ForkRecord, ExecRecord)):
+            self.filter.note_child(record.pid, record.ppid)
         if (
             self.filter.active
             and not isinstance(record, (ConnCloseRecord, FirstSendRecord))

@@ -48,7 +48,7 @@ class Recording:
             e
             for e in self.events
             if e["event_type"] == "ai.request"
-            and any(m.get("content") == text for m in e["data"]["messages"])
+            and any(m.get("content") == text for m in e["data"].get("messages", []))
         ]
         assert len(reqs) == 1, f"expected one request with message {text!r}, got {len(reqs)}"
         resp = [
@@ -68,7 +68,8 @@ def _python(fake: FakeProviderHandle, *args: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def recording(fake_provider: FakeProviderHandle, tmp_path_factory: pytest.TempPathFactory) -> Recording:
     out = tmp_path_factory.mktemp("capture") / "events.jsonl"
-    sensor = RunningSensor(out).start()
+    # Only the clients' namespace: other programs on a shared host make AI calls too.
+    sensor = RunningSensor(out, ["--netns", f"/run/netns/{fake_provider.ns.name}"]).start()
     results: dict[str, Any] = {}
     try:
         results["plain"] = _python(fake_provider, "--model", "gpt-4o-mini", "--message", "Say hello plain")
@@ -291,7 +292,7 @@ def test_run_wraps_a_command(fake_provider: FakeProviderHandle, tmp_path: Path) 
 def test_process_name_filter(fake_provider: FakeProviderHandle, tmp_path: Path) -> None:
     """--comm curl: the curl call is recorded, the Python SDK call is not."""
     out = tmp_path / "f.jsonl"
-    with RunningSensor(out, ["--comm", "curl"]) as sensor:
+    with RunningSensor(out, ["--comm", "curl", "--netns", f"/run/netns/{fake_provider.ns.name}"]) as sensor:
         _python(fake_provider, "--message", "filtered out")
         res = fake_provider.run(
             ["curl", "-sS", "https://api.openai.com/v1/chat/completions",
@@ -310,7 +311,9 @@ def test_redaction_modes_end_to_end(fake_provider: FakeProviderHandle, tmp_path:
     cfg = tmp_path / "c.toml"
     cfg.write_text('[redaction]\nmode = "safe"\n[export.jsonl]\nredaction = "minimal"\n')
     secret_mail = "jane.doe@example.com"
-    with RunningSensor(tmp_path / "min.jsonl", ["--config", str(cfg)]) as sensor:
+    with RunningSensor(
+        tmp_path / "min.jsonl", ["--config", str(cfg), "--netns", f"/run/netns/{fake_provider.ns.name}"]
+    ) as sensor:
         _python(fake_provider, "--message", f"mail {secret_mail} please")
     raw = (tmp_path / "min.jsonl").read_text()
     assert secret_mail not in raw
@@ -318,7 +321,9 @@ def test_redaction_modes_end_to_end(fake_provider: FakeProviderHandle, tmp_path:
     assert "content" not in req["data"]["messages"][0]  # no content at all, lengths and hashes only
     assert req["data"]["messages"][0]["content_length"] == len(f"mail {secret_mail} please")
     assert resp["data"]["choices"][0]["message"]["content_hash"].startswith("sha256:")
-    with RunningSensor(tmp_path / "full.jsonl", ["--redaction", "full"]) as sensor:
+    with RunningSensor(
+        tmp_path / "full.jsonl", ["--redaction", "full", "--netns", f"/run/netns/{fake_provider.ns.name}"]
+    ) as sensor:
         _python(fake_provider, "--message", f"mail {secret_mail} please")
     assert "warning: redaction mode is `full`" in sensor.stderr
     assert secret_mail in (tmp_path / "full.jsonl").read_text()

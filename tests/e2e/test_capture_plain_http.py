@@ -37,7 +37,8 @@ def plain_run(
 ) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("plain") / "events.jsonl"
     body = '{"model":"llama3.2","messages":[{"role":"user","content":"curl plain"}],"stream":false}'
-    with RunningSensor(out) as sensor:
+    # Only the clients' namespace: other programs on a shared host make AI calls too.
+    with RunningSensor(out, ["--netns", f"/run/netns/{fake_provider.ns.name}"]) as sensor:
         curl = fake_provider.popen(["curl", "-sS", "-X", "POST", f"{BASE}/api/chat", "-d", body])
         curl_out, _ = curl.communicate(timeout=60)
         assert curl.returncode == 0
@@ -107,11 +108,12 @@ def test_ports_not_listed_are_not_captured(
     config = tmp_path / "ports.toml"
     config.write_text("[capture]\nhttp_ports = [1234]\n")
     body = '{"model":"llama3.2","messages":[{"role":"user","content":"unseen"}],"stream":false}'
-    with RunningSensor(tmp_path / "e.jsonl", ["--config", str(config)]) as sensor:
+    netns = ["--netns", f"/run/netns/{fake_provider.ns.name}"]  # other programs call AI APIs too
+    with RunningSensor(tmp_path / "e.jsonl", ["--config", str(config), *netns]) as sensor:
         res = fake_provider.run(["curl", "-sS", "-X", "POST", f"{BASE}/api/chat", "-d", body])
         assert res.returncode == 0
     assert not [e for e in sensor.events() if e["event_type"] == "ai.request"]
-    with RunningSensor(tmp_path / "off.jsonl", ["--no-plain-http"]) as sensor:
+    with RunningSensor(tmp_path / "off.jsonl", ["--no-plain-http", *netns]) as sensor:
         res = fake_provider.run(["curl", "-sS", "-X", "POST", f"{BASE}/api/chat", "-d", body])
         assert res.returncode == 0
     assert not [e for e in sensor.events() if e["event_type"] == "ai.request"]

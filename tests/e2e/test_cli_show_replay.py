@@ -63,7 +63,9 @@ class Recorded:
 def recorded(fake_provider: FakeProviderHandle, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     """The real sensor with the dashboard on a free port while real clients call the fake provider."""
     out = tmp_path_factory.mktemp("ui") / "events.jsonl"
-    sensor = RunningSensor(out, ["--web", "--port", "0"]).start()
+    # Only the clients' namespace: other programs on a shared host make AI calls too.
+    netns = ["--netns", f"/run/netns/{fake_provider.ns.name}"]
+    sensor = RunningSensor(out, ["--web", "--port", "0", *netns]).start()
     results: dict[str, Any] = {}
     try:
         port = _wait_port(sensor.stderr_path)
@@ -244,7 +246,9 @@ def test_record_with_the_dashboard_port_busy_says_so_and_captures(
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with RunningSensor(out, ["--web", "--port", str(port)]) as sensor:
+        with RunningSensor(
+            out, ["--web", "--port", str(port), "--netns", f"/run/netns/{fake_provider.ns.name}"]
+        ) as sensor:
             res = fake_provider.run(
                 [".venv/bin/python", PY_CLIENT, "--model", "gpt-4o-mini", "--message", "port busy"],
                 timeout=120,

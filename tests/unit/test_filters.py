@@ -24,3 +24,15 @@ def test_all_given_criteria_must_hold() -> None:
 def test_exclusions() -> None:
     f = ProcessFilter(exclude_comms=["pip*", "apt*"])
     assert f.allows(1, "python3") and not f.allows(1, "pip3") and not f.allows(1, "apt-get")
+
+
+def test_descendants_only_follow_forks_and_execs_and_forget_exits() -> None:
+    f = ProcessFilter(descendants_of=100)
+    assert f.active and not f.allows(100, "sensor")  # the root itself is not recorded
+    f.note_child(200, 100)  # the command
+    f.note_child(300, 200)  # what it starts
+    f.note_child(400, 999)  # an unrelated process
+    assert f.allows(200, "npm") and f.allows(300, "node")
+    assert not f.allows(400, "python3")
+    assert f.allows(300, "node", exited=True)  # its exit record is the last one kept
+    assert not f.allows(300, "node")  # the pid may be reused by anybody

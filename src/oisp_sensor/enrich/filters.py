@@ -21,15 +21,20 @@ class ProcessFilter:
         comms: Iterable[str] = (),
         uids: Iterable[int] = (),
         exclude_comms: Iterable[str] = (),
+        descendants_of: int = 0,
     ) -> None:
         self.pids = frozenset(pids)
+        # The process tree under `descendants_of` (not the root itself), grown from the
+        # fork and exec records' parent pids and pruned at exit.
+        self.tree: set[int] | None = set() if descendants_of else None
+        self.tree_root = descendants_of
         self.uids = frozenset(uids)
         comm_list, exclude_list = list(comms), list(exclude_comms)
         self._comm = re.compile("|".join(fnmatch.translate(g) for g in comm_list)) if comm_list else None
         self._exclude = (
             re.compile("|".join(fnmatch.translate(g) for g in exclude_list)) if exclude_list else None
         )
-        self.active = bool(self.pids or self.uids or self._comm or self._exclude)
+        self.active = bool(self.pids or self.uids or self._comm or self._exclude or self.tree is not None)
         # Verdicts of the name globs by comm: the only costly part, and comms repeat (pids
         # do not: a cache keyed by pid grows with every short-lived process).
         self._comm_ok: dict[str, bool] = {}
@@ -52,11 +57,20 @@ class ProcessFilter:
                     self._uid_of.clear()
                 self._uid_of[pid] = uid
         verdict = (not self.pids or pid in self.pids) and (not self.uids or uid in self.uids)
+        if self.tree is not None:
+            verdict = verdict and pid in self.tree
+            if exited:
+                self.tree.discard(pid)
         if verdict and (self._comm is not None or self._exclude is not None):
             verdict = self._comm_allowed(comm)
         if not verdict:
             self.dropped += 1
         return verdict
+
+    def note_child(self, pid: int, ppid: int) -> None:
+        """A fork or exec record: `pid` joins the tree when its parent is in it."""
+        if self.tree is not None and (ppid == self.tree_root or ppid in self.tree):
+            self.tree.add(pid)
 
     def _comm_allowed(self, comm: str) -> bool:
         allowed = self._comm_ok.get(comm)
