@@ -212,14 +212,16 @@ class Pipeline:
     def process_record(self, record: Any) -> None:
         if self.system.waiting:
             self._emit_all(self.system.expire(record.ts_ns))
+        # The process tree is followed through every fork and exec, whatever other
+        # filters then say of them (a command's child may enter another namespace).
+        if self.filter.tree is not None and isinstance(record, (ForkRecord, ExecRecord)):
+            self.filter.note_child(record.pid, record.ppid)
         if (
             self.netns.active
             and not isinstance(record, (ConnCloseRecord, FirstSendRecord))
             and not self._netns_allows(record)
         ):
             return
-        if self.filter.tree is not None and isinstance(record, (ForkRecord, ExecRecord)):
-            self.filter.note_child(record.pid, record.ppid)
         if (
             self.filter.active
             and not isinstance(record, (ConnCloseRecord, FirstSendRecord))
