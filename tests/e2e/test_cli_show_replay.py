@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,22 +17,11 @@ from typing import Any
 
 import pytest
 from tests.support.fixtures import FakeProviderHandle
-from tests.support.sensor import REPO, RunningSensor
+from tests.support.sensor import REPO, RunningSensor, dashboard_port
 
 pytestmark = pytest.mark.kernel
 
 PY_CLIENT = "tests/clients/py_openai_chat.py"
-PORT_RE = re.compile(r"dashboard: http://127\.0\.0\.1:(\d+)/")
-
-
-def _wait_port(stderr_path: Path, timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = PORT_RE.search(stderr_path.read_text(errors="replace"))
-        if found:
-            return int(found.group(1))
-        time.sleep(0.05)
-    raise AssertionError(f"no dashboard line in {stderr_path}:\n{stderr_path.read_text()}")
 
 
 def api(port: int, path: str) -> Any:
@@ -68,7 +56,7 @@ def recorded(fake_provider: FakeProviderHandle, tmp_path_factory: pytest.TempPat
     sensor = RunningSensor(out, ["--web", "--port", "0", *netns]).start()
     results: dict[str, Any] = {}
     try:
-        port = _wait_port(sensor.stderr_path)
+        port = dashboard_port(sensor.stderr_path)
         for name, args in (("plain", []), ("stream", ["--stream"])):
             res = fake_provider.run(
                 [
@@ -196,7 +184,7 @@ def test_replay_serves_the_file_as_if_live(recorded: Recorded, tmp_path: Path) -
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr,
         )  # fmt: skip
         try:
-            port = _wait_port(err)
+            port = dashboard_port(err)
             _until(lambda: "serving until Ctrl-C" in err.read_text(), timeout=30)
             health = api(port, "/api/health")
             assert health["sensor"]["mode"] == "replay" and health["capture"] is None

@@ -26,12 +26,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from tests.support.browser import canvas_ink, chromium, open_page, screenshot
 from tests.support.fixtures import FakeProviderHandle
-from tests.support.sensor import REPO, RunningSensor
+from tests.support.sensor import REPO, RunningSensor, dashboard_port
 
 pytestmark = pytest.mark.kernel
 
 PY_CLIENT = "tests/clients/py_openai_chat.py"
-PORT_RE = re.compile(r"dashboard: http://127\.0\.0\.1:(\d+)/")
 MARKUP = '<img src=x onerror="window.__pwned=1"><b>bold?</b> & done'
 ROW = '.tl-row[data-id]:not([data-id=""]):not([hidden])'
 # An SDK call, then a file written with the answer (the sensor watches the files of a process
@@ -75,16 +74,6 @@ class Live:
             time.sleep(0.1)
 
 
-def _wait_port(path: Path, timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = PORT_RE.search(path.read_text(errors="replace"))
-        if found:
-            return int(found.group(1))
-        time.sleep(0.05)
-    raise AssertionError(f"the sensor printed no dashboard address:\n{path.read_text()}")
-
-
 def _client(fake: FakeProviderHandle, *args: str) -> dict[str, Any]:
     res = fake.run([".venv/bin/python", PY_CLIENT, *args], timeout=120)
     assert res.stdout.strip(), res.stderr
@@ -97,7 +86,7 @@ def live(fake_provider: FakeProviderHandle, tmp_path_factory: pytest.TempPathFac
     out = tmp_path_factory.mktemp("dashboard") / "events.jsonl"
     sensor = RunningSensor(out, ["--web", "--port", "0"]).start()
     try:
-        port = _wait_port(sensor.stderr_path)
+        port = dashboard_port(sensor.stderr_path)
         live = Live(sensor, fake_provider, f"http://127.0.0.1:{port}/")
         r = live.results
         r["plain"] = _client(fake_provider, "--model", "gpt-4o-mini", "--message", "dash plain hello")
@@ -420,7 +409,7 @@ def test_replay_with_a_token(live: Live, browser: Any, tmp_path: Path) -> None:
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=f,
         )  # fmt: skip
     try:
-        port = _wait_port(err)
+        port = dashboard_port(err)
         url = f"http://127.0.0.1:{port}/"
         page, log = open_page(browser, url)
         page.wait_for_timeout(500)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,3 +80,17 @@ def ai_events(
 ) -> list[dict[str, Any]]:
     """The AI call events (by default the request/response pairs only) of one process or all."""
     return [e for e in events if e["event_type"] in types and (pid is None or e["process"]["pid"] == pid)]
+
+
+DASHBOARD_LINE = re.compile(r"dashboard: http://127\.0\.0\.1:(\d+)/")
+
+
+def dashboard_port(stderr_path: Path, timeout: float = 30.0) -> int:
+    """The port a sensor started with `--web --port 0` says its dashboard listens on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = DASHBOARD_LINE.search(stderr_path.read_text(errors="replace"))
+        if found:
+            return int(found.group(1))
+        time.sleep(0.05)
+    raise AssertionError(f"the sensor printed no dashboard address:\n{stderr_path.read_text()}")
