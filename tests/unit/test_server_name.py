@@ -101,3 +101,20 @@ def test_failed_connects_are_not_held_and_shutdown_flushes_the_rest() -> None:
     builder.connect(_connect(4, port=8080))
     [event] = builder.flush()
     assert event.data["tls"] is False and "hostname" not in event.data["remote"]
+
+
+def test_a_reused_socket_address_reports_the_silent_connection_it_replaces() -> None:
+    """The kernel hands a closed socket's memory to the next one: a connection that closed
+    without sending must be reported, not overwritten by its successor."""
+    builder = SystemEventBuilder(lambda ts: f"id{ts}")
+    builder._remember(7, "10.9.9.9", "api.openai.com")
+    assert builder.connect(_connect(5)) == []
+    second = _connect(5, done_ns=5_000)
+    second.local_port = 50000
+    [silent] = builder.connect(second)
+    assert silent.data["local"]["port"] == 40005
+    assert silent.data["remote"]["hostname"] == "api.openai.com"
+    [named] = builder.first_send(
+        FirstSendRecord(pid=7, ts_ns=6_000, sock=5, data=client_hello("sni.example"))
+    )
+    assert named.data["local"]["port"] == 50000 and named.data["remote"]["hostname"] == "sni.example"

@@ -149,10 +149,16 @@ class SystemEventBuilder:
             return []
         dns_name = self.hostname_for(record.pid, record.remote_ip)
         if record.success and record.sock:
+            events: list[SensorEvent] = []
+            # The kernel reuses a closed socket's memory for the next one: a connection still
+            # waiting under this address has closed without sending; report it now.
+            earlier = self.waiting.pop(record.sock, None)
+            if earlier is not None:
+                events += self._connect_event(*earlier, None)
             self.waiting[record.sock] = (record, dns_name)  # reported with its first send, or expire()
             if len(self.waiting) > MAX_WAITING:
-                return self._connect_event(*self.waiting.popitem(last=False)[1], None)
-            return []
+                events += self._connect_event(*self.waiting.popitem(last=False)[1], None)
+            return events
         return self._connect_event(record, dns_name, None)
 
     def first_send(self, record: FirstSendRecord) -> list[SensorEvent]:
