@@ -22,7 +22,7 @@ import orjson
 
 from . import __version__
 from .capture.layout import RecordKind
-from .capture.parse import MalformedRecord, parse_record, record_kind
+from .capture.parse import MalformedRecord, data_key, parse_record, record_kind
 from .capture.rawfile import RawWriter
 from .capture.records import (
     ConnCloseRecord,
@@ -189,8 +189,14 @@ class Pipeline:
             except OSError as exc:
                 log.error("cannot save raw records any more: %s", exc.strerror)
                 self.raw_writer = None
+        pass_silent = self.tracker.pass_silent
         for buf in buffers:
             self.counts["records"] += 1
+            # A local server's side of its connections (an Ollama, a gateway) is ignored:
+            # half the records on such a host, passed over without being built.
+            key = data_key(buf)
+            if key is not None and pass_silent(key[0], key[2], key[1], key[3]):
+                continue
             try:
                 record = parse_record(buf)
             except MalformedRecord:

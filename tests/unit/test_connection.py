@@ -563,6 +563,21 @@ def test_server_side_is_silent_by_default() -> None:
     assert tracker.counters.requests == 0
 
 
+def test_a_silent_server_connection_is_passed_over_and_still_counted() -> None:
+    tracker = ConnectionTracker()
+    conn = Conn()
+    first = conn.data(R, POST_CHAT)
+    assert not tracker.pass_silent(first.pid, first.conn_id, first.ts_ns, len(first.data))  # not known yet
+    feed_all(tracker, [first])
+    answer = conn.data(W, OK_JSON)
+    assert tracker.pass_silent(answer.pid, answer.conn_id, answer.ts_ns, len(answer.data))
+    assert tracker.counters.records == 2 and tracker.counters.bytes == len(POST_CHAT) + len(OK_JSON)
+    client = Conn(conn_id=0xDEF)
+    request = client.data(W, POST_CHAT)
+    feed_all(tracker, [request])
+    assert not tracker.pass_silent(request.pid, request.conn_id, request.ts_ns, len(request.data))
+
+
 def test_server_side_reported_when_asked() -> None:
     tracker = ConnectionTracker(report_server_side=True)
     conn = Conn()

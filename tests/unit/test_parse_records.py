@@ -6,6 +6,7 @@ import io
 
 import pytest
 
+from oisp_sensor.capture.layout import DataHdr
 from oisp_sensor.capture.parse import (
     CTL_EVENT,
     DATA_HDR,
@@ -13,6 +14,7 @@ from oisp_sensor.capture.parse import (
     FIRST_SEND_HDR,
     NET_EVENT,
     MalformedRecord,
+    data_key,
     parse_record,
 )
 from oisp_sensor.capture.rawfile import RawFileError, RawWriter, read_raw
@@ -170,3 +172,15 @@ def test_ulid_text_matches_python_ulid() -> None:
     ids = [clock.new_event_id(n * 1_000_000) for n in range(100)]
     assert all(ULID.from_str(i).milliseconds == 1_700_000_000_000 + n for n, i in enumerate(ids))
     assert len(set(ids)) == 100
+
+
+def test_data_key_reads_what_parse_record_would() -> None:
+    buf = data_record(b"HTTP/1.1 200 OK\r\n", direction=1)
+    rec = parse_record(buf)
+    assert data_key(buf) == (rec.pid, rec.ts_ns, rec.conn_id, len(rec.data))
+    stdio = bytearray(buf)
+    stdio[DataHdr.source.offset] = 4  # source: a stdio pipe is not a connection
+    assert parse_record(bytes(stdio)).source == 4
+    assert data_key(bytes(stdio)) is None
+    assert data_key(buf[:20]) is None
+    assert data_key(CTL_EVENT.pack(2, 0, 5, 6, 0, 99, 0xABC, 0, 0, 0, b"node")) is None

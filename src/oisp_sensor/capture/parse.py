@@ -26,6 +26,7 @@ from .layout import (
     FLAG_PATH_RESOLVED,
     NET_EVENT_SIZE,
     PATH_MAX,
+    DataHdr,
     RecordKind,
 )
 from .records import (
@@ -292,3 +293,22 @@ def record_kind(buf: bytes) -> int:
 def record_pid(buf: bytes) -> int:
     """The pid field shared by every record kind (offset 4)."""
     return int.from_bytes(buf[4:8], "little") if len(buf) >= 8 else 0
+
+
+# (pid, ts_ns, conn_id, len) of a data record, read at the DataHdr offsets without decoding it.
+_DATA_KEY = struct.Struct("<4xI8xQQ12xI")
+assert _DATA_KEY.size == DataHdr.len.offset + 4
+_DATA_SOURCE_AT = DataHdr.source.offset
+_STDIO = int(Source.STDIO)
+
+
+def data_key(buf: bytes) -> tuple[int, int, int, int] | None:
+    """(pid, ts_ns, conn_id, data length) of a well-formed connection data record, else None: lets the
+    pipeline pass over records of connections it ignores without building a record."""
+    if (
+        len(buf) < DATA_HDR_SIZE
+        or buf[0] | (buf[1] << 8) != RecordKind.DATA
+        or buf[_DATA_SOURCE_AT] == _STDIO
+    ):
+        return None
+    return _DATA_KEY.unpack_from(buf)

@@ -732,6 +732,20 @@ class ConnectionTracker:
             return self._feed_data(record)
         return []  # ExecRecord (and anything unknown): nothing to decode
 
+    def pass_silent(self, pid: int, conn_id: int, ts_ns: int, nbytes: int) -> bool:
+        """Account a data record of a connection whose bytes are ignored (a server not
+        reported), without its record being built; False for any other connection."""
+        key = (pid, conn_id)
+        conn = self._conns.get(key)
+        if conn is None or conn.state != _SILENT:
+            return False
+        counters = self.counters
+        counters.records += 1
+        counters.bytes += nbytes
+        self._conns.move_to_end(key)
+        conn.last_ts = ts_ns
+        return True
+
     def close_connection(self, pid: int, conn_id: int, ts_ns: int) -> list[DecodeOutput]:
         """The connection ended: finish it and forget it (a reused conn_id starts clean)."""
         out: list[DecodeOutput] = []
