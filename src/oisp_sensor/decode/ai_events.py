@@ -91,6 +91,9 @@ _DEFAULT_MAX_PENDING = 65536
 _MAX_TOOL_CALLS = 16384  # tool calls remembered until their result comes back
 _MCP_LINK_WINDOW = 64  # newest waiting model tool calls searched for the one an MCP call executes
 _MAX_CONVERSATIONS = 16384  # response id -> conversation (Responses API previous_response_id)
+# Conversation ids computed from a request's opening messages: only a cache (an id costs a
+# hash to recompute), kept small so that it is full within minutes and memory levels off.
+_CONVERSATION_CACHE = 2048
 _MAX_AUTHS = 256  # credentials whose auth dict is remembered
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 _CONVERSATION_TYPES = frozenset({"chat", "responses"})
@@ -654,7 +657,7 @@ class AiEventBuilder:
             f"{pid}\x1f{provider_id}\x1f{system}\x1f{role}\x1f{opening}".encode("utf-8", "surrogatepass")
         )
         found = "conv_" + digest.hexdigest()[:24]
-        if len(cache) >= _MAX_CONVERSATIONS:
+        if len(cache) >= _CONVERSATION_CACHE:
             cache.clear()  # recomputed on demand: only costs a hash
         cache[key] = found
         return found

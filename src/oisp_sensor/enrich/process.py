@@ -83,7 +83,8 @@ def _boot_time() -> float:
 _BOOT_TIME = _boot_time()
 
 
-@functools.lru_cache(maxsize=8192)
+# A cache only (a few µs to recompute): small, so it is full within minutes at any load.
+@functools.lru_cache(maxsize=1024)
 def _start_time(ticks: int) -> str:
     """RFC 3339 (UTC, seconds precision of the kernel's ticks) of a process start."""
     started = datetime.fromtimestamp(_BOOT_TIME + ticks / _CLK_TCK, UTC)

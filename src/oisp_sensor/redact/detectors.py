@@ -802,7 +802,7 @@ class Scanner:
         custom: Sequence[CustomRule] = (),
         *,
         user_paths: bool = False,
-        cache_chars: int = 8_000_000,
+        cache_chars: int = 4_000_000,
     ) -> None:
         self.enabled = frozenset(enabled)
         unknown = self.enabled - set(DETECTOR_NAMES)
@@ -831,7 +831,8 @@ class Scanner:
         # also counted for its ~160 bytes of overhead (a stream of short unique strings,
         # ids and one-line prompts, would otherwise fill it with ~200,000 entries over
         # hours: ~40 MB per scanner); cleared when full (cheaper than LRU bookkeeping on
-        # the hot path).
+        # the hot path). 4M: a long agent history fits many times over, and a steady load
+        # of unique short strings fills it within ~15 minutes, after which memory is flat.
         self.cache: dict[str, tuple[str | None, tuple[str, ...]]] = {}  # text -> (new or None, kinds)
         self.cache_chars = 0
         self.cache_limit = cache_chars
