@@ -227,6 +227,8 @@ class Pipeline:
             and not isinstance(record, (ConnCloseRecord, FirstSendRecord))
             and not self._netns_allows(record)
         ):
+            if self.filter.active and isinstance(record, ProcessExitRecord):
+                self.filter.forget(record.pid)
             return
         if (
             self.filter.active

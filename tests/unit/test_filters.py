@@ -36,3 +36,30 @@ def test_descendants_only_follow_forks_and_execs_and_forget_exits() -> None:
     assert not f.allows(400, "python3")
     assert f.allows(300, "node", exited=True)  # its exit record is the last one kept
     assert not f.allows(300, "node")  # the pid may be reused by anybody
+
+
+def test_an_exit_another_filter_drops_still_prunes_the_tree() -> None:
+    """`run --netns ...`: the netns filter may drop the exit record of a tree member (it
+    entered another namespace); its pid must leave the tree all the same."""
+    from oisp_sensor.capture.records import ExecRecord, ProcessExitRecord
+    from oisp_sensor.config import SensorConfig
+    from oisp_sensor.pipeline import Pipeline
+
+    config = SensorConfig()
+    config.capture.descendants_of = 100
+    pipeline = Pipeline(config, [])
+
+    class DropsExits:
+        active = True
+        dropped = 0
+
+        def allows(self, pid: int, ppid: int, *, fork: bool, exec_: bool, exited: bool) -> bool:
+            return not exited
+
+    pipeline.netns = DropsExits()  # type: ignore[assignment]
+    exec_record = ExecRecord(pid=200, tid=200, ppid=100, uid=0, gid=0, ts_ns=1, comm="sh", filename="/bin/sh",
+                             args=["sh"], cwd="/")  # fmt: skip
+    pipeline.process_record(exec_record)
+    assert 200 in (pipeline.filter.tree or set())
+    pipeline.process_record(ProcessExitRecord(pid=200, ts_ns=2, exit_code=0, start_ns=1, comm="sh"))
+    assert 200 not in (pipeline.filter.tree or set())

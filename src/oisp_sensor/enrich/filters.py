@@ -72,6 +72,13 @@ class ProcessFilter:
         if self.tree is not None and (ppid == self.tree_root or ppid in self.tree):
             self.tree.add(pid)
 
+    def forget(self, pid: int) -> None:
+        """A process exited whose exit record another filter dropped: its pid leaves the
+        tree (a later process given the same pid is not the command's) and the uid map."""
+        if self.tree is not None:
+            self.tree.discard(pid)
+        self._uid_of.pop(pid, None)
+
     def _comm_allowed(self, comm: str) -> bool:
         allowed = self._comm_ok.get(comm)
         if allowed is None:
