@@ -27,7 +27,8 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from operator import attrgetter
+from typing import Any, TypeVar
 
 import orjson
 
@@ -545,28 +546,16 @@ class EventStore:
         _check_status(status)
         needle = q.lower() if q else None
         with self._lock:
-            # One pass per filter, most selective first: each is a tight comprehension.
-            sel = self._calls
-            if pid is not None:
-                sel = [ex for ex in sel if ex.pid == pid]
-            if provider:
-                sel = [ex for ex in sel if ex.provider == provider]
-            if model:
-                sel = [ex for ex in sel if ex.model == model]
-            if app:
-                sel = [ex for ex in sel if ex.app == app]
+            sel = _narrow(self._calls, pid, provider, model, app, session)
             if status:
                 want = status == "ok"
                 sel = [ex for ex in sel if ex.resp is not None and ex.success is want]
-            if session:
-                sel = [ex for ex in sel if ex.session == session]
             if needle:
                 sel = [ex for ex in sel if ex.matches_text(needle)]
             if since_seq is not None:
                 picked = self._changed_since(sel, since_seq)[-limit:]
             else:
-                end = len(sel) if before_seq is None else bisect_left(sel, before_seq, key=_seq_of)
-                picked = sel[max(0, end - limit) : end]
+                picked = _page(sel, limit, before_seq)
             return {"calls": [ex.row() for ex in picked], "total": len(sel), "latest_seq": self._seq}
 
     def _changed_since(self, sel: list[Exchange], since_seq: int) -> list[Exchange]:
@@ -604,20 +593,10 @@ class EventStore:
         type_ok = _type_matcher(type)
         needle = q.lower() if q else None
         with self._lock:
-            sel = self._events
-            if pid is not None:
-                sel = [ev for ev in sel if ev.pid == pid]
+            sel = _narrow(self._events, pid, provider, model, app, session)
             if type_ok is not None:
                 types = {t for t in self.by_type if type_ok(t)}
                 sel = [ev for ev in sel if ev.etype in types]
-            if provider:
-                sel = [ev for ev in sel if ev.provider == provider]
-            if model:
-                sel = [ev for ev in sel if ev.model == model]
-            if app:
-                sel = [ev for ev in sel if ev.app == app]
-            if session:
-                sel = [ev for ev in sel if ev.session == session]
             if status:
                 want = status == "ok"
                 sel = [ev for ev in sel if ev.env["data"].get("success") is want]
@@ -626,8 +605,7 @@ class EventStore:
             if since_seq is not None:
                 picked = sel[bisect_right(sel, since_seq, key=_seq_of) :][-limit:]
             else:
-                end = len(sel) if before_seq is None else bisect_left(sel, before_seq, key=_seq_of)
-                picked = sel[max(0, end - limit) : end]
+                picked = _page(sel, limit, before_seq)
             return {"events": [ev.out() for ev in picked], "total": len(sel), "latest_seq": self._seq}
 
     def event(self, event_id: str) -> dict[str, Any] | None:
@@ -755,6 +733,34 @@ def _seq_of(item: Ev | Exchange) -> int:
 
 def _first(pair: tuple[int, Exchange]) -> int:
     return pair[0]
+
+
+_Row = TypeVar("_Row", Ev, Exchange)
+
+
+def _narrow(
+    rows: list[_Row], pid: int | None, provider: str | None, model: str | None, app: str | None,
+    session: str | None,
+) -> list[_Row]:  # fmt: skip
+    """The rows (events or calls) with the given pid, provider, model, app and session: one
+    pass per filter given, most selective first, each a comprehension over the last."""
+    for attr, value in (
+        ("pid", pid),
+        ("provider", provider),
+        ("model", model),
+        ("app", app),
+        ("session", session),
+    ):
+        if value is not None and value != "":
+            get = attrgetter(attr)
+            rows = [row for row in rows if get(row) == value]
+    return rows
+
+
+def _page(rows: list[_Row], limit: int, before_seq: int | None) -> list[_Row]:
+    """The last `limit` rows, or the last `limit` before `before_seq` (rows sorted by seq)."""
+    end = len(rows) if before_seq is None else bisect_left(rows, before_seq, key=_seq_of)
+    return rows[max(0, end - limit) : end]
 
 
 def _check_status(status: str | None) -> None:
