@@ -52,8 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import orjson  # noqa: E402
-from aiohttp import ClientSession, web  # noqa: E402
-from tests.support.export_servers import free_port  # noqa: E402
+from aiohttp import web  # noqa: E402
+from tests.support.export_servers import WsClient, free_port  # noqa: E402
 from tests.support.fixtures import start_fake_provider  # noqa: E402
 from tests.support.netns import NetNs  # noqa: E402
 from tests.support.sensor import RunningSensor  # noqa: E402
@@ -150,35 +150,6 @@ class HookCounter:
         for event in payload.get("events", [payload]):
             self.ids.add(event["event_id"])
         return web.Response(status=200)
-
-
-class WsCounter:
-    """A WebSocket client of the sensor's live stream, keeping the event ids it read."""
-
-    def __init__(self, url: str) -> None:
-        self.ids: set[str] = set()
-        self.connected = threading.Event()
-        self.stop = threading.Event()
-        self.error = ""
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._run(url)), daemon=True)
-        self.thread.start()
-
-    async def _run(self, url: str) -> None:
-        try:
-            async with ClientSession() as session, session.ws_connect(url, max_msg_size=0) as ws:
-                self.connected.set()
-                while not self.stop.is_set():
-                    try:
-                        msg = await ws.receive(timeout=0.2)
-                    except TimeoutError:
-                        continue
-                    if msg.type.name != "TEXT":
-                        if not self.stop.is_set() and msg.type.name not in ("CLOSE", "CLOSED", "CLOSING"):
-                            self.error = f"stream ended: {msg.type.name}"
-                        break
-                    self.ids.add(orjson.loads(msg.data)["event_id"])
-        except Exception as exc:
-            self.error = str(exc)
 
 
 def slope_mb_per_hour(samples: list[tuple[float, int]]) -> float:
@@ -292,7 +263,10 @@ flush_interval_ms = 500
         sensor.start()
         assert sensor.proc is not None
         spid = str(sensor.proc.pid)
-        ws = WsCounter(f"http://127.0.0.1:{port}/ws/events")
+        ws_ids: set[str] = set()
+        ws = WsClient(
+            f"http://127.0.0.1:{port}/ws/events", lambda text: ws_ids.add(orjson.loads(text)["event_id"])
+        )
         if not ws.connected.wait(10):
             raise SystemExit(f"cannot read the WebSocket stream: {ws.error}")
         wait_for_ws_client(status)
@@ -366,8 +340,8 @@ flush_interval_ms = 500
         "events_total": len(events),
         "kernel_records": int(lost[1]) if lost else None,
         "kernel_lost": int(lost[2]) if lost else None,
-        "exporters_equal": jsonl_ids == ws.ids == hook.ids,
-        "ws_events": len(ws.ids),
+        "exporters_equal": jsonl_ids == ws_ids == hook.ids,
+        "ws_events": len(ws_ids),
         "webhook_events": len(hook.ids),
         "jsonl_events": len(jsonl_ids),
         "ws_error": ws.error,

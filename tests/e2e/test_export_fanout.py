@@ -5,9 +5,7 @@ output complete while shutdown stays bounded."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +13,8 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import ClientSession
 from tests.fixtures.redaction.corpus import Sample, secret_samples
-from tests.support.export_servers import Broker, Receiver, consume, free_port, start_grpc_receiver
+from tests.support.export_servers import Broker, Receiver, WsClient, consume, free_port, start_grpc_receiver
 
 from oisp_sensor.config import SensorConfig
 from oisp_sensor.export.factory import Exports, build_exporters
@@ -121,39 +118,16 @@ def destinations(tmp_path: Path) -> Iterator[Destinations]:
     d.close()
 
 
-class WsListener:
-    """A WebSocket client in a thread of its own, collecting every message."""
-
-    def __init__(self, url: str) -> None:
-        self.messages: list[str] = []
-        self.connected = threading.Event()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._run(url)), daemon=True)
-        self.thread.start()
-        assert self.connected.wait(10)
-
-    async def _run(self, url: str) -> None:
-        async with ClientSession() as session, session.ws_connect(url, max_msg_size=0) as ws:
-            self.connected.set()
-            while not self.stop.is_set():
-                try:
-                    msg = await ws.receive(timeout=0.2)
-                except TimeoutError:
-                    continue
-                if msg.type.name != "TEXT":
-                    break
-                self.messages.append(msg.data)
-
-
 def _run_pipeline(
     config: SensorConfig, events: list[SensorEvent], close_timeout: float = 15
-) -> tuple[Exports, WsListener, float]:
+) -> tuple[Exports, WsClient, float]:
     exports = build_exporters(config)
     pipeline = Pipeline(config, exports.exporters)
     for exporter in exports.exporters:
         exporter.start()
     assert exports.server is not None
-    listener = WsListener(f"http://127.0.0.1:{exports.server.port}/ws/events")
+    listener = WsClient(f"http://127.0.0.1:{exports.server.port}/ws/events")
+    assert listener.connected.wait(10), listener.error
     ws = next(e for e in exports.exporters if e.name == "websocket")
     deadline = time.monotonic() + 5
     while ws.stats().details["clients"] < 1 and time.monotonic() < deadline:
@@ -171,7 +145,7 @@ def _run_pipeline(
     return exports, listener, time.monotonic() - started
 
 
-def _outputs(d: Destinations, listener: WsListener, kafka_count: int) -> dict[str, bytes]:
+def _outputs(d: Destinations, listener: WsClient, kafka_count: int) -> dict[str, bytes]:
     spans_and_logs = b"".join(r.SerializeToString() for r in [*d.otlp.traces, *d.otlp.logs])
     return {
         "jsonl": (d.tmp_path / "events.jsonl").read_bytes(),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from aiohttp import web
+from aiohttp import ClientSession, web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
@@ -26,6 +26,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class WsClient:
+    """A client of the sensor's WebSocket stream in a thread of its own: every text message
+    goes to `on_text` (kept in `messages` by default); `error` says why the stream ended
+    early, if it did. `stop` it (an Event) and join `thread` when done."""
+
+    def __init__(self, url: str, on_text: Callable[[str], None] | None = None) -> None:
+        self.messages: list[str] = []
+        self.on_text = on_text or self.messages.append
+        self.connected = threading.Event()
+        self.stop = threading.Event()
+        self.error = ""
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run(url)), daemon=True)
+        self.thread.start()
+
+    async def _run(self, url: str) -> None:
+        try:
+            async with ClientSession() as session, session.ws_connect(url, max_msg_size=0) as ws:
+                self.connected.set()
+                while not self.stop.is_set():
+                    try:
+                        msg = await ws.receive(timeout=0.2)
+                    except TimeoutError:
+                        continue
+                    if msg.type.name != "TEXT":
+                        if not self.stop.is_set() and msg.type.name not in ("CLOSE", "CLOSED", "CLOSING"):
+                            self.error = f"stream ended: {msg.type.name}"
+                        break
+                    self.on_text(msg.data)
+        except Exception as exc:
+            self.error = str(exc)
 
 
 class Broker:
