@@ -257,6 +257,19 @@ def load_json_object(body: bytes, what: str, problems: list[str]) -> dict[str, A
     return obj
 
 
+def response_object(body: bytes) -> tuple[ParsedResponse, dict[str, Any] | None]:
+    """A response body read as a JSON object, with the ParsedResponse to fill. The object is
+    None when there is nothing to read: an empty body, or one that is not a JSON object
+    (noted in `problems`, the response marked unparsed)."""
+    out = ParsedResponse()
+    if not body:
+        return out, None
+    obj = load_json_object(body, "response", out.problems)
+    if obj is None:
+        out.unparsed = True
+    return out, obj
+
+
 class GenericJsonParser:
     """Reads only what every JSON AI API shares: `model`, `stream`, `id`.
 

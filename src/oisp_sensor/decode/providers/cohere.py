@@ -29,6 +29,7 @@ from oisp_sensor.decode.providers.base import (
     event_object,
     load_json_object,
     make_usage,
+    response_object,
     run_stream,
     salvage_model,
     system_hash,
@@ -345,12 +346,8 @@ class CohereEmbedParser:
         return out
 
     def parse_response(self, body: bytes) -> ParsedResponse:
-        out = ParsedResponse()
-        if not body:
-            return out
-        obj = load_json_object(body, "response", out.problems)
+        out, obj = response_object(body)
         if obj is None:
-            out.unparsed = True
             return out
         if isinstance(obj.get("id"), str):
             out.response_id = obj["id"]

@@ -33,6 +33,7 @@ from oisp_sensor.decode.providers.base import (
     json_text,
     load_json_object,
     make_usage,
+    response_object,
     run_stream,
     system_hash,
     text_message,
@@ -415,12 +416,8 @@ class GeminiEmbedParser:
         return out
 
     def parse_response(self, body: bytes) -> ParsedResponse:
-        out = ParsedResponse()
-        if not body:
-            return out
-        obj = load_json_object(body, "response", out.problems)
+        out, obj = response_object(body)
         if obj is None:
-            out.unparsed = True
             return out
         vectors: list[Any] = []
         tokens = 0

@@ -26,6 +26,7 @@ from oisp_sensor.decode.providers.base import (
     StreamChunk,
     error_fields,
     load_json_object,
+    response_object,
     run_stream,
     salvage_model,
 )
@@ -337,12 +338,8 @@ class OpenAIChatParser:
         return out
 
     def parse_response(self, body: bytes) -> ParsedResponse:
-        out = ParsedResponse()
-        if not body:
-            return out
-        obj = load_json_object(body, "response", out.problems)
+        out, obj = response_object(body)
         if obj is None:
-            out.unparsed = True
             return out
         self._read_head(obj, out)
         choices = obj.get("choices")

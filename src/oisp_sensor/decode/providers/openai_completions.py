@@ -20,6 +20,7 @@ from oisp_sensor.decode.providers.base import (
     choice,
     error_fields,
     load_json_object,
+    response_object,
     run_stream,
     salvage_model,
     text_message,
@@ -72,12 +73,8 @@ class OpenAICompletionsParser:
         return out
 
     def parse_response(self, body: bytes) -> ParsedResponse:
-        out = ParsedResponse()
-        if not body:
-            return out
-        obj = load_json_object(body, "response", out.problems)
+        out, obj = response_object(body)
         if obj is None:
-            out.unparsed = True
             return out
         _head(obj, out)
         choices = obj.get("choices")

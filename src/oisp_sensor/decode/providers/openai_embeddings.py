@@ -20,6 +20,7 @@ from oisp_sensor.decode.providers.base import (
     StreamAccumulator,
     error_fields,
     load_json_object,
+    response_object,
     run_stream,
     salvage_model,
 )
@@ -72,12 +73,8 @@ class OpenAIEmbeddingsParser:
         return out
 
     def parse_response(self, body: bytes) -> ParsedResponse:
-        out = ParsedResponse()
-        if not body:
-            return out
-        obj = load_json_object(body, "response", out.problems)
+        out, obj = response_object(body)
         if obj is None:
-            out.unparsed = True
             return out
         if isinstance(obj.get("model"), str):
             out.model = obj["model"]

@@ -31,6 +31,7 @@ from oisp_sensor.decode.providers.base import (
     json_text,
     load_json_object,
     make_usage,
+    response_object,
     run_stream,
     salvage_model,
     system_hash,
@@ -202,12 +203,8 @@ class OpenAIResponsesParser:
         return out
 
     def parse_response(self, body: bytes) -> ParsedResponse:
-        out = ParsedResponse()
-        if not body:
-            return out
-        obj = load_json_object(body, "response", out.problems)
+        out, obj = response_object(body)
         if obj is None:
-            out.unparsed = True
             return out
         read_response(obj, out)
         return out
