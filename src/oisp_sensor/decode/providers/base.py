@@ -257,6 +257,23 @@ def load_json_object(body: bytes, what: str, problems: list[str]) -> dict[str, A
     return obj
 
 
+def model_request_object(body: bytes) -> tuple[ParsedRequest, dict[str, Any] | None]:
+    """A request body read as a JSON object whose `model` and `stream` keys say the model and
+    whether the answer is streamed (the OpenAI shape), with the ParsedRequest to fill and
+    those two read. The object is None when the body is empty or not a JSON object: the
+    model is then salvaged from the raw bytes and a non-empty body is marked unparsed."""
+    out = ParsedRequest()
+    obj = load_json_object(body, "request", out.problems) if body else None
+    if obj is None:
+        out.model, out.streaming = salvage_model(body)
+        out.unparsed = bool(body)
+        return out, None
+    model = obj.get("model")
+    out.model = model if isinstance(model, str) else None
+    out.streaming = obj.get("stream") is True
+    return out, obj
+
+
 def response_object(body: bytes) -> tuple[ParsedResponse, dict[str, Any] | None]:
     """A response body read as a JSON object, with the ParsedResponse to fill. The object is
     None when there is nothing to read: an empty body, or one that is not a JSON object

@@ -29,6 +29,7 @@ from oisp_sensor.decode.providers.base import (
     event_object,
     load_json_object,
     make_usage,
+    model_request_object,
     response_object,
     run_stream,
     salvage_model,
@@ -98,15 +99,9 @@ class CohereChatParser:
     """FormatParser for `/v2/chat` (and `/v1/chat`)."""
 
     def parse_request(self, body: bytes) -> ParsedRequest:
-        out = ParsedRequest()
-        obj = load_json_object(body, "request", out.problems) if body else None
+        out, obj = model_request_object(body)
         if obj is None:
-            out.model, out.streaming = salvage_model(body)
-            out.unparsed = bool(body)
             return out
-        model = obj.get("model")
-        out.model = model if isinstance(model, str) else None
-        out.streaming = obj.get("stream") is True
         messages: list[dict[str, Any]] = []
         if isinstance(obj.get("messages"), list):  # v2
             messages = [_v2_message(m) for m in obj["messages"] if isinstance(m, dict)]

@@ -19,10 +19,9 @@ from oisp_sensor.decode.providers.base import (
     StreamChunk,
     choice,
     error_fields,
-    load_json_object,
+    model_request_object,
     response_object,
     run_stream,
-    salvage_model,
     text_message,
 )
 from oisp_sensor.decode.providers.openai_chat import usage_fields
@@ -54,15 +53,9 @@ class OpenAICompletionsParser:
     """FormatParser for `/v1/completions` (and Azure's deployment form)."""
 
     def parse_request(self, body: bytes) -> ParsedRequest:
-        out = ParsedRequest()
-        obj = load_json_object(body, "request", out.problems) if body else None
+        out, obj = model_request_object(body)
         if obj is None:
-            out.model, out.streaming = salvage_model(body)
-            out.unparsed = bool(body)
             return out
-        model = obj.get("model")
-        out.model = model if isinstance(model, str) else None
-        out.streaming = obj.get("stream") is True
         messages = prompt_messages(obj.get("prompt"))
         if messages:
             out.fields["message_count"] = len(messages)

@@ -29,11 +29,10 @@ from oisp_sensor.decode.providers.base import (
     error_fields,
     event_object,
     json_text,
-    load_json_object,
     make_usage,
+    model_request_object,
     response_object,
     run_stream,
-    salvage_model,
     system_hash,
     text_message,
     tool_call,
@@ -165,15 +164,9 @@ class OpenAIResponsesParser:
     """FormatParser for the Responses API."""
 
     def parse_request(self, body: bytes) -> ParsedRequest:
-        out = ParsedRequest()
-        obj = load_json_object(body, "request", out.problems) if body else None
+        out, obj = model_request_object(body)
         if obj is None:
-            out.model, out.streaming = salvage_model(body)
-            out.unparsed = bool(body)
             return out
-        model = obj.get("model")
-        out.model = model if isinstance(model, str) else None
-        out.streaming = obj.get("stream") is True
         fields = out.fields
         messages: list[dict[str, Any]] = []
         system: list[str] = []
