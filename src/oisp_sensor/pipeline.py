@@ -303,9 +303,12 @@ class Pipeline:
 
     def _build(self, outputs: list[DecodeOutput]) -> None:
         """HTTP decoder outputs -> AI events -> emitted."""
+        process = self.builder.process
         for output in outputs:
-            events = self.builder.process(output)
-            if events and self._body_shed(output):
+            events = process(output)
+            if not events:  # most outputs (a response's start, a chunk not reported) make none
+                continue
+            if self._body_shed(output):
                 self._mark_metadata_only(events)
             self._emit_all(self.sessions.observe(events))
 
