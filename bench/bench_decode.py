@@ -8,8 +8,9 @@ no per-string cache (redaction scanner, conversation ids) sees the same text twi
 Step 2: the saved records are replayed through the pipeline in this process, pinned to
 one core, timed (best of --repeat, CPU time of this thread and wall time): records ->
 HTTP -> AI events -> agent sessions -> enrichment -> envelope -> redaction (safe), handed
-to no exporter. `decode only` stops after the AI event builder (records -> HTTP -> AI
-events). Other processes may share the machine: the best of several runs is the figure
+to no exporter. `unredacted` is the same without the redaction stage (events as the
+pipeline builds them, before each exporter's redacted copy); `decode only` stops after the
+AI event builder (records -> HTTP -> AI events). Other processes may share the machine: the best of several runs is the figure
 that tells the code's cost, and CPU time is not inflated by waiting for the core.
 
 The captures hold both ends of every connection (the fake provider runs on this host), so
@@ -148,7 +149,7 @@ def replay(raw: Path, repeat: int) -> dict[str, float]:
         metadata, records_iter = read_raw(f)
         records = list(records_iter)
     offset = metadata.get("clock_offset_ns")
-    full_cpu = full_wall = decode_cpu = decode_wall = float("inf")
+    full_cpu = full_wall = decode_cpu = decode_wall = unredacted_cpu = float("inf")
     exchanges = 0
     events = 0
     for _ in range(repeat):
@@ -162,6 +163,16 @@ def replay(raw: Path, repeat: int) -> dict[str, float]:
         full_cpu, full_wall = min(full_cpu, cpu), min(full_wall, wall)
         exchanges = pipeline.events_by_type.get("ai.response", 0)
         events = pipeline.counts["events"]
+        # Events without redaction: the whole pipeline, each event's redacted copy not made.
+        pipeline = Pipeline(SensorConfig(), [], clock=Clock(offset))
+        pipeline.redactor.apply = lambda event, mode=None: event  # type: ignore[method-assign]
+
+        def unredacted(pipeline: Pipeline = pipeline) -> None:
+            pipeline.process_raw(records)
+            pipeline.finish()
+
+        cpu, _ = _timed(unredacted)
+        unredacted_cpu = min(unredacted_cpu, cpu)
         # Decode only: records -> tracker -> AI event builder, no sessions, envelope, redaction.
         pipeline = Pipeline(SensorConfig(), [], clock=Clock(offset))
 
@@ -180,6 +191,7 @@ def replay(raw: Path, repeat: int) -> dict[str, float]:
         "pipeline_exchanges_per_s": round(n / full_cpu),
         "pipeline_us_per_exchange": round(full_cpu / n * 1e6, 1),
         "pipeline_exchanges_per_s_wall": round(n / full_wall),
+        "unredacted_exchanges_per_s": round(n / unredacted_cpu),
         "decode_only_exchanges_per_s": round(n / decode_cpu),
         "decode_only_exchanges_per_s_wall": round(n / decode_wall),
     }
