@@ -89,18 +89,12 @@ def parse_record(buf: bytes) -> RawRecord:
         )
         if length > len(buf) - DATA_HDR_SIZE or direction > 1 or source >= len(_SOURCES):
             raise MalformedRecord("data record fields out of range")
+        # Positional: half the cost of keywords, on the most frequent record (field order
+        # of DataRecord: pid, tid, uid, ts_ns, conn_id, direction, stream_offset, data, comm, source).
         return DataRecord(
-            pid=pid,
-            tid=tid,
-            uid=uid,
-            ts_ns=ts_ns,
-            conn_id=conn_id,
-            direction=_DIRECTIONS[direction],
-            stream_offset=offset,
-            data=buf[DATA_HDR_SIZE : DATA_HDR_SIZE + length],
-            comm=_comm(comm),
-            source=_SOURCES[source],
-        )
+            pid, tid, uid, ts_ns, conn_id, _DIRECTIONS[direction], offset,
+            buf[DATA_HDR_SIZE : DATA_HDR_SIZE + length], _comm(comm), _SOURCES[source],
+        )  # fmt: skip
     if kind == RecordKind.PROC_EXEC:
         return _parse_exec(buf)
     if kind == RecordKind.NET_CONNECT:
