@@ -297,26 +297,15 @@ class GenericJsonParser:
     """
 
     def parse_request(self, body: bytes) -> ParsedRequest:
-        out = ParsedRequest()
         if not body or _JSON_OBJECT_START.match(body) is None:
-            return out
-        obj = load_json_object(body, "request", out.problems)
-        if obj is None:
-            out.model, out.streaming = salvage_model(body)
-            out.unparsed = True
-            return out
-        model = obj.get("model")
-        out.model = model if isinstance(model, str) else None
-        out.streaming = obj.get("stream") is True
-        return out
+            return ParsedRequest()
+        return model_request_object(body)[0]
 
     def parse_response(self, body: bytes) -> ParsedResponse:
-        out = ParsedResponse()
         if not body or _JSON_OBJECT_START.match(body) is None:
-            return out
-        obj = load_json_object(body, "response", out.problems)
+            return ParsedResponse()
+        out, obj = response_object(body)
         if obj is None:
-            out.unparsed = True
             return out
         model = obj.get("model")
         out.model = model if isinstance(model, str) else None

@@ -25,10 +25,9 @@ from oisp_sensor.decode.providers.base import (
     ParsedResponse,
     StreamChunk,
     error_fields,
-    load_json_object,
+    model_request_object,
     response_object,
     run_stream,
-    salvage_model,
 )
 
 # Sampling/generation parameters copied verbatim into data.parameters when present.
@@ -297,18 +296,11 @@ class OpenAIChatParser:
     """FormatParser for OpenAI chat completions."""
 
     def parse_request(self, body: bytes) -> ParsedRequest:
-        out = ParsedRequest()
         if not body:
-            out.problems.append("request: empty body")
-            return out
-        obj = load_json_object(body, "request", out.problems)
+            return ParsedRequest(problems=["request: empty body"])
+        out, obj = model_request_object(body)
         if obj is None:
-            out.model, out.streaming = salvage_model(body)
-            out.unparsed = True
             return out
-        model = obj.get("model")
-        out.model = model if isinstance(model, str) else None
-        out.streaming = obj.get("stream") is True
         fields = out.fields
         messages = obj.get("messages")
         if isinstance(messages, list):
