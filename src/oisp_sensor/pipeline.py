@@ -251,13 +251,7 @@ class Pipeline:
                 return
             if record.pid not in self._seen_pids:
                 self._first_sight(record)
-            try:
-                outputs = self.tracker.feed(record)
-                if outputs:
-                    self._build(outputs)
-            except Exception:  # a decoder bug must cost one exchange, not the sensor
-                self.counts["errors"] += 1
-                log.exception("internal error while decoding a record")
+            self._decode(record)
         elif isinstance(record, ExecRecord):
             self._emit_all(self.system.exec(record, self._exec_context(record)))
         elif isinstance(record, ProcessExitRecord):
@@ -303,7 +297,9 @@ class Pipeline:
 
     def _decode(self, record: Any) -> None:
         try:
-            self._build(self.tracker.feed(record))
+            outputs = self.tracker.feed(record)
+            if outputs:  # most records complete nothing
+                self._build(outputs)
         except Exception:  # a decoder bug must cost one exchange, not the sensor
             self.counts["errors"] += 1
             log.exception("internal error while decoding a record")

@@ -299,10 +299,6 @@ _STDIO = int(Source.STDIO)
 def data_key(buf: bytes) -> tuple[int, int, int, int] | None:
     """(pid, ts_ns, conn_id, data length) of a well-formed connection data record, else None: lets the
     pipeline pass over records of connections it ignores without building a record."""
-    if (
-        len(buf) < DATA_HDR_SIZE
-        or buf[0] | (buf[1] << 8) != RecordKind.DATA
-        or buf[_DATA_SOURCE_AT] == _STDIO
-    ):
+    if len(buf) < DATA_HDR_SIZE or record_kind(buf) != RecordKind.DATA or buf[_DATA_SOURCE_AT] == _STDIO:
         return None
     return _DATA_KEY.unpack_from(buf)
