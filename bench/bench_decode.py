@@ -152,26 +152,24 @@ def replay(raw: Path, repeat: int) -> dict[str, float]:
     full_cpu = full_wall = decode_cpu = decode_wall = unredacted_cpu = float("inf")
     exchanges = 0
     events = 0
-    for _ in range(repeat):
-        pipeline = Pipeline(SensorConfig(), [], clock=Clock(offset))
 
-        def full(pipeline: Pipeline = pipeline) -> None:
+    def whole(pipeline: Pipeline) -> Callable[[], None]:
+        def run() -> None:
             pipeline.process_raw(records)
             pipeline.finish()
 
-        cpu, wall = _timed(full)
+        return run
+
+    for _ in range(repeat):
+        pipeline = Pipeline(SensorConfig(), [], clock=Clock(offset))
+        cpu, wall = _timed(whole(pipeline))
         full_cpu, full_wall = min(full_cpu, cpu), min(full_wall, wall)
         exchanges = pipeline.events_by_type.get("ai.response", 0)
         events = pipeline.counts["events"]
         # Events without redaction: the whole pipeline, each event's redacted copy not made.
         pipeline = Pipeline(SensorConfig(), [], clock=Clock(offset))
         pipeline.redactor.apply = lambda event, mode=None: event  # type: ignore[method-assign]
-
-        def unredacted(pipeline: Pipeline = pipeline) -> None:
-            pipeline.process_raw(records)
-            pipeline.finish()
-
-        cpu, _ = _timed(unredacted)
+        cpu, _ = _timed(whole(pipeline))
         unredacted_cpu = min(unredacted_cpu, cpu)
         # Decode only: records -> tracker -> AI event builder, no sessions, envelope, redaction.
         pipeline = Pipeline(SensorConfig(), [], clock=Clock(offset))
