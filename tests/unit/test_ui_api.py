@@ -4,6 +4,7 @@ as the pipeline feeds them: JSON bodies, 400/404 errors, static files, the token
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -180,3 +181,45 @@ def test_queries_do_not_block_the_stream_thread(server: Exports) -> None:
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: get(server, "/api/calls?q=hello")[0], range(40)))
     assert results == [200] * 40 and time.monotonic() - start < 10
+
+
+def test_after_waits_until_the_store_has_the_event_the_stream_announced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The WebSocket and the store are fed by separate exporter threads: the page, told of a
+    response by the stream, asks for changes `after` it, and the answer must include it even
+    when the store takes it later (else the call stays pending on the page for good)."""
+    monkeypatch.setattr(ui_api, "AFTER_WAIT_S", 3.0)
+    exports = _start()
+    try:
+        request, response = call(T0)
+        _feed(exports, [request])
+        dashboard = next(e for e in exports.exporters if isinstance(e, ui_api.DashboardExporter))
+        _s, first, _h = get(exports, "/api/calls?since_seq=0")
+        assert first["calls"][0]["status"] is None
+        since = first["latest_seq"]
+
+        def late() -> None:
+            time.sleep(0.4)
+            dashboard.submit_many([response])
+
+        feeder = threading.Thread(target=late)
+        started = time.monotonic()
+        feeder.start()
+        status, body, _h = get(exports, f"/api/calls?since_seq={since}&after={response['event_id']}")
+        waited = time.monotonic() - started
+        feeder.join()
+        assert status == 200 and 0.35 < waited < 2.5, waited
+        assert [r["request_id"] for r in body["calls"]] == [request["event_id"]]
+        assert body["calls"][0]["status"] == 200
+        # an event already stored: no wait; one that never comes: answered after the bound
+        started = time.monotonic()
+        status, _b, _h = get(exports, f"/api/exchanges/{request['event_id']}?after={response['event_id']}")
+        assert status == 200 and time.monotonic() - started < 0.3
+        monkeypatch.setattr(ui_api, "AFTER_WAIT_S", 0.3)
+        started = time.monotonic()
+        status, body, _h = get(exports, f"/api/calls?since_seq={body['latest_seq']}&after=NEVER")
+        assert status == 200 and body["calls"] == [] and 0.25 < time.monotonic() - started < 2
+    finally:
+        for exporter in exports.exporters:
+            exporter.close(2.0)

@@ -10,11 +10,18 @@ Routes (JSON bodies, errors as {"error": ...} with a 4xx status):
       /api/stats /api/processes /api/sessions /api/sessions/{session_id}
   GET /api/health (registered by export/factory.py; answered by the store when there is one)
   GET / and /static/<file>: the page (src/oisp_sensor/ui/static/).
+
+Every route above but /api/health takes `after=EVENT_ID`: answer once that event is in the
+store (waiting at most `AFTER_WAIT_S`). The page uses it because the WebSocket stream and the store are fed by two
+exporter threads: an event can reach the browser before the store has it, and a query made
+on that event alone would miss it, leaving, for example, a call shown as pending for good.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,8 @@ _CALL_PARAMS = frozenset(
 )
 _EVENT_PARAMS = _CALL_PARAMS | {"type"}
 _STATS_PARAMS = frozenset({"window_s", "bucket_s", "provider", "model", "app", "pid"})
-_ALWAYS = frozenset({"token", "_"})  # the access token; "_" for cache-busting
+_ALWAYS = frozenset({"token", "_", "after"})  # the access token; "_" for cache-busting; see above
+AFTER_WAIT_S = 5.0
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -78,11 +86,65 @@ def parse_query(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]
     return out
 
 
+class StoreWatch:
+    """Lets API requests (in the web server's event loop) wait for an event to reach the
+    store, which is fed in an exporter thread."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        store.listen(self._changed)
+
+    def _changed(self, _version: int) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, fut in waiters:
+            with contextlib.suppress(RuntimeError):  # the loop closed while the sensor stops
+                loop.call_soon_threadsafe(_wake, fut)
+
+    async def until_stored(self, event_id: str, timeout: float | None = None) -> bool:
+        """True once the store has `event_id`; False after `timeout` (AFTER_WAIT_S by
+        default: the event was dropped on the way to the store, evicted, or never existed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (AFTER_WAIT_S if timeout is None else timeout)
+        while True:
+            fut: asyncio.Future[None] = loop.create_future()
+            entry = (loop, fut)
+            with self._lock:
+                self._waiters.add(entry)
+            try:
+                # Checked after registering, so an event stored in between is not missed.
+                if self.store.has_event(event_id):
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(fut, remaining)
+                except TimeoutError:
+                    return self.store.has_event(event_id)
+            finally:
+                with self._lock:
+                    self._waiters.discard(entry)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class DashboardApi:
     """The routes over one EventStore."""
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
+        self.watch = StoreWatch(store)
+
+    async def _after(self, request: web.Request) -> None:
+        event_id = request.query.get("after")
+        if event_id and len(event_id) <= 100:
+            await self.watch.until_stored(event_id)
 
     def install(self, server: WebServer) -> None:
         add = server.add_get
@@ -102,6 +164,7 @@ class DashboardApi:
         async def handler(request: web.Request) -> web.StreamResponse:
             try:
                 kwargs = parse_query(request, allowed)
+                await self._after(request)
                 body = await asyncio.get_running_loop().run_in_executor(None, lambda: method(**kwargs))
             except QueryError as exc:
                 return _error(str(exc))
@@ -116,6 +179,7 @@ class DashboardApi:
             except QueryError as exc:
                 return _error(str(exc))
             ident = request.match_info[key]
+            await self._after(request)
             body = await asyncio.get_running_loop().run_in_executor(None, method, ident)
             if body is None:
                 return _error(f"no {what} {ident[:100]!r} (unknown, or no longer kept)", 404)

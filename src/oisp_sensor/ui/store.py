@@ -608,6 +608,9 @@ class EventStore:
                 picked = _page(sel, limit, before_seq)
             return {"events": [ev.out() for ev in picked], "total": len(sel), "latest_seq": self._seq}
 
+    def has_event(self, event_id: str) -> bool:
+        return event_id in self._by_id  # one dict lookup: atomic, no lock needed
+
     def event(self, event_id: str) -> dict[str, Any] | None:
         with self._lock:
             ev = self._by_id.get(event_id)

@@ -126,7 +126,7 @@ function onEvent(event) {
   app.views.timeline.onEvent(event);
   if (app.exchange.concerns(event)) {
     clearTimeout(exchangeTimer);
-    exchangeTimer = setTimeout(() => app.exchange.refresh(), 200);
+    exchangeTimer = setTimeout(() => app.exchange.refresh(event.event_id), 200);
   }
   // The process and session views follow along, at most every 1.5 s.
   const view = state.get().view;

@@ -27,6 +27,7 @@ export class CallsModel {
     this.wanted = 0;
     this.liveBusy = false;
     this.livePending = false;
+    this.liveAfter = "";
     this.error = null;
     this.loaded = false;
   }
@@ -97,9 +98,14 @@ export class CallsModel {
     }
   }
 
-  /** Something happened live: fetch what changed since the last look (coalesced). */
-  poke() {
+  /**
+   * Something happened live: fetch what changed since the last look (coalesced). `eventId`,
+   * the live event that prompted it: the server answers once its store has that event (the
+   * stream can be ahead of the store), else the change could be missed until the next one.
+   */
+  poke(eventId) {
     if (!this.loaded) return;
+    if (eventId) this.liveAfter = eventId; // the latest: the store takes events in order
     if (this.liveBusy) {
       this.livePending = true;
       return;
@@ -114,10 +120,13 @@ export class CallsModel {
     try {
       let more = true;
       while (more && gen === this.generation) {
+        const after = this.liveAfter;
+        this.liveAfter = "";
         const body = await getJson("/api/calls", {
           ...this.filters,
           since_seq: this.latestSeq,
           limit: LIVE_PAGE,
+          after,
         });
         if (gen !== this.generation) return;
         const { added, updated } = this.mergeLive(body.calls);

@@ -31,8 +31,9 @@ export class ExchangeView {
     await this.refresh();
   }
 
-  /** Fetch again (the response may have arrived since); keeps the tab and scroll. */
-  async refresh() {
+  /** Fetch again (the response may have arrived since); keeps the tab and scroll. `after`:
+   * the live event that prompted it, which the server waits for (see CallsModel.poke). */
+  async refresh(after = "") {
     const id = this.requestId;
     if (!id) return;
     if (this.abort) this.abort.abort();
@@ -40,7 +41,7 @@ export class ExchangeView {
     this.abort = abort;
     let data;
     try {
-      data = await getJson(`/api/exchanges/${encodeURIComponent(id)}`, {}, { signal: abort.signal });
+      data = await getJson(`/api/exchanges/${encodeURIComponent(id)}`, { after }, { signal: abort.signal });
     } catch (err) {
       if (err.name === "AbortError" || id !== this.requestId) return;
       replace(this.root, this.header(null), empty(`Cannot load this exchange: ${err.message}`));

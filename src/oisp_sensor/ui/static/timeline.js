@@ -93,7 +93,7 @@ export class TimelineView {
   /** A live event arrived: AI calls trigger an incremental fetch. */
   onEvent(event) {
     const type = event && event.event_type;
-    if (type === "ai.request" || type === "ai.response" || type === "ai.embedding") this.model.poke();
+    if (type === "ai.request" || type === "ai.response" || type === "ai.embedding") this.model.poke(event.event_id);
   }
 
   changed(kind, info) {
