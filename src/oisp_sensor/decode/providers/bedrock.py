@@ -44,6 +44,7 @@ from oisp_sensor.decode.providers.base import (
     json_text,
     load_json_object,
     make_usage,
+    response_object,
     run_stream,
     system_hash,
     text_message,
@@ -315,10 +316,8 @@ def _frames_problems(body: bytes, out: ParsedResponse, bad: int, skipped: int, t
 
 def _error_body(body: bytes) -> ParsedResponse:
     """A JSON (error) body where a stream was expected."""
-    out = ParsedResponse()
-    obj = load_json_object(body, "response", out.problems)
+    out, obj = response_object(body)
     if obj is None:
-        out.unparsed = True
         return out
     message = obj.get("message", obj.get("Message"))
     if isinstance(message, str):
@@ -348,10 +347,8 @@ class BedrockConverseParser:
             return self._parse_frames(body)
         if self._streaming:
             return _error_body(body)
-        out = ParsedResponse()
-        obj = load_json_object(body, "response", out.problems)
+        out, obj = response_object(body)
         if obj is None:
-            out.unparsed = True
             return out
         read_converse_response(obj, out)
         return out
@@ -478,10 +475,8 @@ class BedrockNativeParser:
             return ParsedResponse()
         if looks_like_eventstream(body):
             return _parse_invoke_frames(body, self)
-        out = ParsedResponse()
-        obj = load_json_object(body, "response", out.problems)
+        out, obj = response_object(body)
         if obj is None:
-            out.unparsed = True
             return out
         self.read_object(obj, out)
         return out

@@ -131,15 +131,11 @@ class CohereChatParser:
         return out
 
     def parse_response(self, body: bytes) -> ParsedResponse:
-        out = ParsedResponse()
-        if not body:
-            return out
         stripped = body.strip()
         if stripped.startswith(b"{") and b"\n{" in stripped:  # v1 stream: NDJSON
             return self._v1_stream(body)
-        obj = load_json_object(body, "response", out.problems)
+        out, obj = response_object(body)
         if obj is None:
-            out.unparsed = True
             return out
         if isinstance(obj.get("id"), str):
             out.response_id = obj["id"]

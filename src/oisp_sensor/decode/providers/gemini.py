@@ -316,14 +316,10 @@ class GeminiParser:
         return out or None
 
     def parse_response(self, body: bytes) -> ParsedResponse:
-        out = ParsedResponse()
-        if not body:
-            return out
         if body.lstrip()[:1] == b"[":
             return self._parse_array(body)
-        obj = load_json_object(body, "response", out.problems)
+        out, obj = response_object(body)
         if obj is None:
-            out.unparsed = True
             return out
         reader = _Reader(out)
         reader.add(obj, 0, -1)
