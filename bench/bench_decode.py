@@ -10,8 +10,9 @@ one core, timed (best of --repeat, CPU time of this thread and wall time): recor
 HTTP -> AI events -> agent sessions -> enrichment -> envelope -> redaction (safe), handed
 to no exporter. `unredacted` is the same without the redaction stage (events as the
 pipeline builds them, before each exporter's redacted copy); `decode only` stops after the
-AI event builder (records -> HTTP -> AI events). Other processes may share the machine: the best of several runs is the figure
-that tells the code's cost, and CPU time is not inflated by waiting for the core.
+AI event builder (records -> HTTP -> AI events). Other processes may share the machine:
+the best of several runs is the figure that tells the code's cost, and CPU time is not
+inflated by waiting for the core.
 
 The captures hold both ends of every connection (the fake provider runs on this host), so
 each exchange costs two connections' worth of records; the server side is recognised and

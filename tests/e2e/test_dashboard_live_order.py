@@ -51,13 +51,12 @@ def test_a_response_streamed_before_the_store_has_it_still_updates_the_call(expo
     assert exports.server is not None
     stream = next(e for e in exports.exporters if isinstance(e, WebSocketExporter))
     store = next(e for e in exports.exporters if isinstance(e, DashboardExporter))
-    first_req, first_resp = call(time.time() - 5)
     req, resp = call(time.time())
     with chromium() as browser:
         page, log = open_page(browser, f"http://127.0.0.1:{exports.server.port}/")
         page.wait_for_function("() => document.querySelector('#live-text').textContent === 'live'")
         for exporter in (store, stream):
-            _feed(exporter, [first_req, first_resp, req])
+            _feed(exporter, [req])
         page.wait_for_function(
             "(id) => window.oispDashboard.views.timeline.model.byId.has(id)",
             arg=req["event_id"],

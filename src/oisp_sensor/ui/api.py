@@ -12,9 +12,10 @@ Routes (JSON bodies, errors as {"error": ...} with a 4xx status):
   GET / and /static/<file>: the page (src/oisp_sensor/ui/static/).
 
 Every route above but /api/health takes `after=EVENT_ID`: answer once that event is in the
-store (waiting at most `AFTER_WAIT_S`). The page uses it because the WebSocket stream and the store are fed by two
-exporter threads: an event can reach the browser before the store has it, and a query made
-on that event alone would miss it, leaving, for example, a call shown as pending for good.
+store (waiting at most `AFTER_WAIT_S`). The page uses it because the WebSocket stream and
+the store are fed by two exporter threads: an event can reach the browser before the store
+has it, and a query made on that event alone would miss it, leaving, for example, a call
+shown as pending for good.
 """
 
 from __future__ import annotations
