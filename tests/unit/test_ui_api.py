@@ -111,6 +111,8 @@ def test_stats_processes_sessions_health(server: Exports) -> None:
         ("/api/stats?window_s=86400&bucket_s=10", "too many buckets"),
         ("/api/stats?type=ai.request", "unknown parameter 'type'"),
         ("/api/processes?x=1", "unknown parameter"),
+        ("/api/calls?after=" + "A" * 101, "after must be an event id"),
+        ("/api/exchanges/X?after=" + "A" * 101, "after must be an event id"),
     ],
 )
 def test_bad_parameters_are_400_json(server: Exports, path: str, message: str) -> None:

@@ -143,9 +143,13 @@ class DashboardApi:
         self.watch = StoreWatch(store)
 
     async def _after(self, request: web.Request) -> None:
+        """Wait for the event named by `after`, if any; QueryError for one no event id has."""
         event_id = request.query.get("after")
-        if event_id and len(event_id) <= 100:
-            await self.watch.until_stored(event_id)
+        if not event_id:
+            return
+        if len(event_id) > 100:
+            raise QueryError("after must be an event id (at most 100 characters)")
+        await self.watch.until_stored(event_id)
 
     def install(self, server: WebServer) -> None:
         add = server.add_get
@@ -177,10 +181,10 @@ class DashboardApi:
         async def handler(request: web.Request) -> web.StreamResponse:
             try:
                 parse_query(request, frozenset())
+                await self._after(request)
             except QueryError as exc:
                 return _error(str(exc))
             ident = request.match_info[key]
-            await self._after(request)
             body = await asyncio.get_running_loop().run_in_executor(None, method, ident)
             if body is None:
                 return _error(f"no {what} {ident[:100]!r} (unknown, or no longer kept)", 404)
